@@ -1,0 +1,2 @@
+//! authswitch: an issuer-side ISO 8583 card authorization switch.
+pub mod iso8583;
