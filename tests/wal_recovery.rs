@@ -10,6 +10,8 @@ use authswitch::wal::{
     RecoveryError, WalConfig, WalFailed, WalWriter,
 };
 
+/// (lsn, kind, payload) of each replayed record.
+type Replayed = Vec<(u64, u8, Vec<u8>)>;
 type Log = Arc<Mutex<Vec<(u64, Result<(), WalFailed>)>>>;
 
 struct Done {
@@ -53,10 +55,7 @@ fn append(writer: &WalWriter<Done>, from: u64, to: u64, batch: u64, log: &Log) {
     }
 }
 
-fn recover_all(
-    dir: &Path,
-    opts: &RecoverOptions,
-) -> Result<(Recovered, Vec<(u64, u8, Vec<u8>)>), RecoveryError> {
+fn recover_all(dir: &Path, opts: &RecoverOptions) -> Result<(Recovered, Replayed), RecoveryError> {
     let mut seen = Vec::new();
     let rec = recover(dir, opts, |lsn, kind, p| {
         seen.push((lsn, kind, p.to_vec()));
@@ -65,7 +64,7 @@ fn recover_all(
     Ok((rec, seen))
 }
 
-fn expected(from: u64, to: u64) -> Vec<(u64, u8, Vec<u8>)> {
+fn expected(from: u64, to: u64) -> Replayed {
     (from..=to)
         .map(|l| (l, (l % 3) as u8, payload(l)))
         .collect()
