@@ -1,2 +1,3 @@
 //! authswitch: an issuer-side ISO 8583 card authorization switch.
 pub mod iso8583;
+pub mod wal;

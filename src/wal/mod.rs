@@ -1,0 +1,82 @@
+//! Write-ahead log of one ledger shard: record format, group-commit writer thread, snapshots,
+//! recovery, and operator tools (verify, dump).
+//!
+//! The WAL stores opaque payloads tagged with a `kind` byte; the ledger decides what they
+//! mean. One directory per shard holds `wal-{first_lsn:020}.log` segments and
+//! `snapshot-{lsn:020}.snap` files. A record is acknowledged (its completion called with Ok)
+//! only after the batch that holds it has been written and fdatasync'ed.
+
+pub mod file;
+pub mod record;
+pub mod recovery;
+pub mod segment;
+pub mod snapshot;
+pub mod tools;
+pub mod writer;
+
+use std::path::PathBuf;
+
+pub use file::{FaultKind, FaultPlan, FaultPlanError, WalFile};
+pub use record::{decode_record, encode_record, record_bytes, RecordError, RecordRef};
+pub use recovery::{recover, RecoverOptions, Recovered, RecoveryError, SegmentTail};
+pub use snapshot::SnapshotError;
+pub use tools::{dump, verify, DumpSummary, Problem, SnapshotInfo, ToolError, VerifyReport};
+pub use writer::{Batch, Completion, WalFailReason, WalFailed, WalWriter};
+
+/// Default segment size before rotation.
+pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 << 20;
+/// Default number of batches queued to the writer thread before `submit` blocks.
+pub const BATCH_QUEUE_MAX_DEFAULT: usize = 4;
+/// Snapshots waiting for the snapshot thread; more are refused (the next one will do).
+pub const SNAPSHOT_QUEUE_MAX: usize = 2;
+
+/// When the writer calls fdatasync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// After every batch, before any completion of it. The only safe policy.
+    #[default]
+    Always,
+    /// Never (only at shutdown). For benchmarks: acknowledged records can be lost.
+    None,
+}
+
+/// Configuration of one shard's WAL.
+#[derive(Debug, Clone)]
+pub struct WalConfig {
+    pub dir: PathBuf,
+    pub shard: u16,
+    /// A segment is closed once the next batch would take it past this size. A single batch
+    /// larger than this still goes into one segment.
+    pub segment_bytes_max: u64,
+    /// Largest `len` field of a record (9 + payload bytes).
+    pub record_len_max: u32,
+    pub fsync: FsyncPolicy,
+    /// Batches queued to the writer thread before `submit` blocks the shard thread.
+    pub batch_queue_max: usize,
+    /// Fault injection for tests (hidden config key); None in production.
+    pub fault_plan: Option<FaultPlan>,
+}
+
+impl WalConfig {
+    /// Defaults for shard `shard` in `dir`.
+    pub fn new(dir: impl Into<PathBuf>, shard: u16) -> Self {
+        Self {
+            dir: dir.into(),
+            shard,
+            segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
+            record_len_max: record::RECORD_LEN_MAX_DEFAULT,
+            fsync: FsyncPolicy::Always,
+            batch_queue_max: BATCH_QUEUE_MAX_DEFAULT,
+            fault_plan: None,
+        }
+    }
+
+    /// Recovery options matching this writer configuration.
+    pub fn recover_options(&self) -> RecoverOptions {
+        RecoverOptions {
+            record_len_max: self.record_len_max,
+            ..RecoverOptions::default()
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! The group-commit writer: one thread per shard that writes each batch with one write and
+//! makes it durable with one fdatasync before completing the batch's completions, plus a
+//! snapshot thread that writes snapshots once the WAL is durable through their LSN.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use metrics::{Counter, Histogram};
+use parking_lot::{Condvar, Mutex};
+use thiserror::Error;
+use tracing::{error, info, warn};
+
+use super::file::{open_segment_file, sync_dir, FaultState, RealFile, WalFile, ENOSPC};
+use super::record::batch_lsn_range;
+use super::recovery::Recovered;
+use super::segment::segment_name;
+use super::snapshot::{prune, write_snapshot};
+use super::{FsyncPolicy, WalConfig, SNAPSHOT_QUEUE_MAX};
+
+/// How long the snapshot thread sleeps between checks of the durable LSN when no wake-up
+/// came; bounds how late it notices shutdown.
+const SNAPSHOT_WAIT_SLICE: Duration = Duration::from_millis(50);
+
+/// Called once per record (or request) when its batch is durable, or failed.
+pub trait Completion: Send + 'static {
+    fn complete(self, result: Result<(), WalFailed>);
+}
+
+/// Records encoded back to back with [`super::encode_record`] (LSNs consecutive, continuing
+/// the log), the LSN of the last one, and what to complete when they are durable.
+pub struct Batch<C> {
+    pub bytes: Vec<u8>,
+    pub last_lsn: u64,
+    pub completions: Vec<C>,
+}
+
+/// What broke the WAL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalFailReason {
+    Write,
+    ShortWrite,
+    NoSpace,
+    Fsync,
+    CreateSegment,
+    /// The writer thread is gone (it panicked on a broken invariant).
+    WriterGone,
+}
+
+impl WalFailReason {
+    /// Metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WalFailReason::Write => "write",
+            WalFailReason::ShortWrite => "short_write",
+            WalFailReason::NoSpace => "enospc",
+            WalFailReason::Fsync => "fsync",
+            WalFailReason::CreateSegment => "create_segment",
+            WalFailReason::WriterGone => "writer_gone",
+        }
+    }
+}
+
+/// The WAL can no longer make records durable; every batch from `first_lsn` on is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("WAL failed ({}) at lsn {first_lsn}, os error {os_error:?}", reason.as_str())]
+pub struct WalFailed {
+    pub reason: WalFailReason,
+    /// First LSN of the batch that could not be made durable.
+    pub first_lsn: u64,
+    pub os_error: Option<i32>,
+}
+
+/// State shared by the handle, the writer thread and the snapshot thread.
+struct Shared {
+    durable_lsn: AtomicU64,
+    failed: Mutex<Option<WalFailed>>,
+    stopping: AtomicBool,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn failed(&self) -> Option<WalFailed> {
+        *self.failed.lock()
+    }
+
+    fn set_durable(&self, lsn: u64) {
+        let guard = self.failed.lock();
+        self.durable_lsn.store(lsn, Ordering::Release);
+        drop(guard);
+        self.wake.notify_all();
+    }
+
+    /// Blocks until the WAL is durable through `lsn`; false if it failed or is stopping first.
+    fn wait_durable(&self, lsn: u64) -> bool {
+        let mut guard = self.failed.lock();
+        // Bounded by shutdown: `stopping` is set before the snapshot thread is joined.
+        loop {
+            if self.durable_lsn.load(Ordering::Acquire) >= lsn {
+                return true;
+            }
+            if guard.is_some() || self.stopping.load(Ordering::Acquire) {
+                return false;
+            }
+            self.wake.wait_for(&mut guard, SNAPSHOT_WAIT_SLICE);
+        }
+    }
+}
+
+enum Msg<C> {
+    Batch(Batch<C>),
+    Shutdown,
+}
+
+/// Handle to a shard's WAL writer and snapshot threads. Owned by the shard thread.
+pub struct WalWriter<C: Completion> {
+    tx: Sender<Msg<C>>,
+    bytes_rx: Receiver<Vec<u8>>,
+    completions_rx: Receiver<Vec<C>>,
+    snap_tx: Option<Sender<(u64, Vec<u8>)>>,
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+    snapshotter: Option<JoinHandle<()>>,
+}
+
+impl<C: Completion> WalWriter<C> {
+    /// Opens the log after `recovered` (appending to its tail segment or starting a new one)
+    /// and spawns the writer and snapshot threads.
+    pub fn start(cfg: WalConfig, recovered: &Recovered) -> io::Result<Self> {
+        assert!(cfg.batch_queue_max >= 1 && cfg.segment_bytes_max >= 1);
+        let shard = cfg.shard.to_string();
+        if cfg.fsync == FsyncPolicy::None {
+            warn!(
+                shard = cfg.shard,
+                "WAL fsync DISABLED (fsync = none): acknowledged records \
+                  can be lost on a crash; use only for benchmarks"
+            );
+            metrics::gauge!("authswitch_wal_fsync_disabled", "shard" => shard.clone()).set(1.0);
+        }
+        fs::create_dir_all(&cfg.dir)?;
+        let fault = cfg.fault_plan.map(FaultState::new);
+        let (file, segment) = open_tail(&cfg, recovered, fault.as_ref())?;
+        let shared = Arc::new(Shared {
+            durable_lsn: AtomicU64::new(recovered.next_lsn - 1),
+            failed: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            wake: Condvar::new(),
+        });
+        let (tx, rx) = bounded(cfg.batch_queue_max);
+        let (bytes_tx, bytes_rx) = bounded(cfg.batch_queue_max + 2);
+        let (completions_tx, completions_rx) = bounded(cfg.batch_queue_max + 2);
+        let (snap_tx, snap_rx) = bounded(SNAPSHOT_QUEUE_MAX);
+        let state = WriterThread {
+            metrics: WriterMetrics::new(&shard),
+            next_lsn: recovered.next_lsn,
+            segment,
+            file,
+            fault,
+            shared: Arc::clone(&shared),
+            bytes_tx,
+            completions_tx,
+            cfg: cfg.clone(),
+        };
+        let writer = std::thread::Builder::new()
+            .name(format!("wal-{}", cfg.shard))
+            .spawn(move || state.run(rx))?;
+        let snap_shared = Arc::clone(&shared);
+        let snapshotter = std::thread::Builder::new()
+            .name(format!("snap-{}", cfg.shard))
+            .spawn(move || snapshot_loop(snap_rx, snap_shared, cfg.dir, cfg.shard))?;
+        Ok(Self {
+            tx,
+            bytes_rx,
+            completions_rx,
+            snap_tx: Some(snap_tx),
+            shared,
+            writer: Some(writer),
+            snapshotter: Some(snapshotter),
+        })
+    }
+
+    /// Queues a batch; blocks while `batch_queue_max` batches are already queued. If the WAL
+    /// has failed the batch is still queued and completed with the error in order.
+    pub fn submit(&self, batch: Batch<C>) {
+        if let Err(crossbeam_channel::SendError(msg)) = self.tx.send(Msg::Batch(batch)) {
+            let Msg::Batch(batch) = msg else {
+                unreachable!("only a batch was sent")
+            };
+            let failed = WalFailed {
+                reason: WalFailReason::WriterGone,
+                first_lsn: self.durable_lsn() + 1,
+                os_error: None,
+            };
+            for completion in batch.completions {
+                completion.complete(Err(failed));
+            }
+        }
+    }
+
+    /// An empty buffer for the next batch: a recycled one when available.
+    pub fn buffer(&self) -> Vec<u8> {
+        self.bytes_rx.try_recv().unwrap_or_default()
+    }
+
+    /// An empty completions vector for the next batch: a recycled one when available.
+    pub fn completions_buffer(&self) -> Vec<C> {
+        self.completions_rx.try_recv().unwrap_or_default()
+    }
+
+    /// Highest LSN known durable.
+    pub fn durable_lsn(&self) -> u64 {
+        self.shared.durable_lsn.load(Ordering::Acquire)
+    }
+
+    /// Why the WAL stopped accepting records, if it did.
+    pub fn failed(&self) -> Option<WalFailed> {
+        self.shared.failed()
+    }
+
+    /// Hands the serialized shard state through `lsn` to the snapshot thread, which writes it
+    /// once the WAL is durable through `lsn` and then prunes old segments and snapshots.
+    /// Returns false (and drops the state) if two snapshots are already waiting.
+    pub fn snapshot(&self, lsn: u64, state: Vec<u8>) -> bool {
+        let Some(tx) = &self.snap_tx else {
+            return false;
+        };
+        match tx.try_send((lsn, state)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                warn!(lsn, "WAL: snapshot refused, the snapshot queue is full");
+                false
+            }
+        }
+    }
+
+    /// Completes every queued batch, syncs, and joins both threads.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let Some(writer) = self.writer.take() else {
+            return;
+        };
+        // If the writer is gone the send fails; joining then reports its panic.
+        let _ = self.tx.send(Msg::Shutdown);
+        if writer.join().is_err() {
+            error!("WAL writer thread panicked");
+        }
+        self.shared.stopping.store(true, Ordering::Release);
+        self.shared.wake.notify_all();
+        drop(self.snap_tx.take());
+        if let Some(snapshotter) = self.snapshotter.take() {
+            if snapshotter.join().is_err() {
+                error!("WAL snapshot thread panicked");
+            }
+        }
+    }
+}
+
+impl<C: Completion> Drop for WalWriter<C> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The open segment: its first LSN and the bytes durably written so far.
+struct OpenSegment {
+    path: PathBuf,
+    first_lsn: u64,
+    len_bytes: u64,
+}
+
+/// Opens the recovered tail segment, or creates the first segment at `next_lsn`.
+fn open_tail(
+    cfg: &WalConfig,
+    recovered: &Recovered,
+    fault: Option<&Arc<FaultState>>,
+) -> io::Result<(Box<dyn WalFile>, OpenSegment)> {
+    if let Some(tail) = &recovered.tail {
+        let file = open_segment_file(&tail.path, fault)?;
+        let seg = OpenSegment {
+            path: tail.path.clone(),
+            first_lsn: tail.first_lsn,
+            len_bytes: tail.len_bytes,
+        };
+        return Ok((file, seg));
+    }
+    let path = create_segment(&cfg.dir, recovered.next_lsn)?;
+    let seg = OpenSegment {
+        path: path.clone(),
+        first_lsn: recovered.next_lsn,
+        len_bytes: 0,
+    };
+    Ok((open_segment_file(&path, fault)?, seg))
+}
+
+/// Creates an empty segment and makes its existence durable (file and directory fsync).
+/// Not subject to fault plans, which count batch writes and syncs only.
+fn create_segment(dir: &Path, first_lsn: u64) -> io::Result<PathBuf> {
+    let path = dir.join(segment_name(first_lsn));
+    let mut file = RealFile::create_new(&path)?;
+    file.sync_data()?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+struct WriterMetrics {
+    fsync_seconds: Histogram,
+    batch_records: Histogram,
+    bytes_total: Counter,
+    shard: String,
+}
+
+impl WriterMetrics {
+    fn new(shard: &str) -> Self {
+        Self {
+            fsync_seconds: metrics::histogram!("authswitch_wal_fsync_seconds", "shard" => shard.to_string()),
+            batch_records: metrics::histogram!("authswitch_wal_batch_records", "shard" => shard.to_string()),
+            bytes_total: metrics::counter!("authswitch_wal_bytes_total", "shard" => shard.to_string()),
+            shard: shard.to_string(),
+        }
+    }
+}
+
+/// Everything the writer thread owns.
+struct WriterThread<C> {
+    cfg: WalConfig,
+    metrics: WriterMetrics,
+    next_lsn: u64,
+    segment: OpenSegment,
+    file: Box<dyn WalFile>,
+    fault: Option<Arc<FaultState>>,
+    shared: Arc<Shared>,
+    bytes_tx: Sender<Vec<u8>>,
+    completions_tx: Sender<Vec<C>>,
+}
+
+impl<C: Completion> WriterThread<C> {
+    fn run(mut self, rx: Receiver<Msg<C>>) {
+        // Ends on Shutdown or when the handle is gone; each message is one batch.
+        for msg in rx.iter() {
+            match msg {
+                Msg::Batch(batch) => self.handle(batch),
+                Msg::Shutdown => break,
+            }
+        }
+        if self.cfg.fsync == FsyncPolicy::None && self.shared.failed().is_none() {
+            if let Err(e) = self.file.sync_data() {
+                error!(shard = self.cfg.shard, error = %e, "WAL: final sync at shutdown failed");
+            }
+        }
+        info!(
+            shard = self.cfg.shard,
+            durable_lsn = self.next_lsn - 1,
+            "WAL writer stopped"
+        );
+    }
+
+    fn handle(&mut self, mut batch: Batch<C>) {
+        let result = match self.shared.failed() {
+            Some(failed) => Err(failed),
+            None => self.commit(&batch),
+        };
+        for completion in batch.completions.drain(..) {
+            completion.complete(result);
+        }
+        batch.bytes.clear();
+        // Recycling is best effort: if the submitter is not taking buffers back, drop them.
+        let _ = self.bytes_tx.try_send(batch.bytes);
+        let _ = self.completions_tx.try_send(batch.completions);
+    }
+
+    /// Writes and syncs one batch. Durable on Ok.
+    fn commit(&mut self, batch: &Batch<C>) -> Result<(), WalFailed> {
+        if batch.bytes.is_empty() {
+            return Ok(());
+        }
+        let (first, last, count) = batch_lsn_range(&batch.bytes, self.cfg.record_len_max)
+            .expect("batch from the shard thread is well-formed records");
+        assert_eq!(first, self.next_lsn, "batch does not continue the log");
+        assert_eq!(
+            last, batch.last_lsn,
+            "batch last_lsn does not match its records"
+        );
+        assert_eq!(last - first + 1, count, "batch LSNs not consecutive");
+        let len_bytes = batch.bytes.len() as u64;
+        if self.segment.len_bytes > 0
+            && self.segment.len_bytes + len_bytes > self.cfg.segment_bytes_max
+        {
+            self.rotate(first)?;
+        }
+        match self.file.write_at(&batch.bytes, self.segment.len_bytes) {
+            Ok(n) if n == batch.bytes.len() => {}
+            Ok(_) => return Err(self.fail(WalFailReason::ShortWrite, first, None)),
+            Err(e) if e.raw_os_error() == Some(ENOSPC) => {
+                return Err(self.fail(WalFailReason::NoSpace, first, Some(&e)))
+            }
+            Err(e) => return Err(self.fail(WalFailReason::Write, first, Some(&e))),
+        }
+        if self.cfg.fsync == FsyncPolicy::Always {
+            let started = Instant::now();
+            if let Err(e) = self.file.sync_data() {
+                return Err(self.fail(WalFailReason::Fsync, first, Some(&e)));
+            }
+            self.metrics
+                .fsync_seconds
+                .record(started.elapsed().as_secs_f64());
+        }
+        self.segment.len_bytes += len_bytes;
+        self.next_lsn = last + 1;
+        self.shared.set_durable(last);
+        self.metrics.batch_records.record(count as f64);
+        self.metrics.bytes_total.increment(len_bytes);
+        Ok(())
+    }
+
+    /// Closes the current segment and starts `wal-{first_lsn}.log`.
+    fn rotate(&mut self, first_lsn: u64) -> Result<(), WalFailed> {
+        if self.cfg.fsync == FsyncPolicy::None {
+            // Keep "everything before a rotation is on disk" true even without per-batch sync.
+            let _ = self.file.sync_data();
+        }
+        let path = match create_segment(&self.cfg.dir, first_lsn) {
+            Ok(path) => path,
+            Err(e) => return Err(self.fail(WalFailReason::CreateSegment, first_lsn, Some(&e))),
+        };
+        match open_segment_file(&path, self.fault.as_ref()) {
+            Ok(file) => self.file = file,
+            Err(e) => return Err(self.fail(WalFailReason::CreateSegment, first_lsn, Some(&e))),
+        }
+        info!(
+            shard = self.cfg.shard, file = %path.display(), closed_first_lsn = self.segment.first_lsn,
+            closed_bytes = self.segment.len_bytes, "WAL: new segment"
+        );
+        self.segment = OpenSegment {
+            path,
+            first_lsn,
+            len_bytes: 0,
+        };
+        Ok(())
+    }
+
+    /// Puts the WAL in the failed state for good and says so in the log and metrics.
+    fn fail(
+        &mut self,
+        reason: WalFailReason,
+        first_lsn: u64,
+        err: Option<&io::Error>,
+    ) -> WalFailed {
+        let failed = WalFailed {
+            reason,
+            first_lsn,
+            os_error: err.and_then(|e| e.raw_os_error()),
+        };
+        *self.shared.failed.lock() = Some(failed);
+        self.shared.wake.notify_all();
+        let detail = err.map_or_else(|| "short write".to_string(), |e| e.to_string());
+        error!(
+            shard = self.cfg.shard, reason = reason.as_str(), first_lsn, error = %detail,
+            file = %self.segment.path.display(),
+            "WAL FAILED: no record from this lsn on will be acknowledged until restart"
+        );
+        metrics::counter!("authswitch_wal_failures_total",
+            "shard" => self.metrics.shard.clone(), "reason" => reason.as_str())
+        .increment(1);
+        // Best effort: cut whatever this batch left in the file so a restart replays only
+        // acknowledged records. If the disk refuses even this, recovery may see them.
+        if let Err(e) = self.file.set_len(self.segment.len_bytes) {
+            warn!(shard = self.cfg.shard, error = %e, "WAL: could not cut the failed batch");
+        }
+        failed
+    }
+}
+
+/// Body of the snapshot thread: waits until each snapshot's LSN is durable, writes it, prunes.
+fn snapshot_loop(rx: Receiver<(u64, Vec<u8>)>, shared: Arc<Shared>, dir: PathBuf, shard: u16) {
+    // Ends when the handle drops its sender; at most SNAPSHOT_QUEUE_MAX are waiting.
+    for (lsn, state) in rx.iter() {
+        if !shared.wait_durable(lsn) {
+            warn!(
+                shard,
+                lsn, "WAL: snapshot dropped, the log never became durable through it"
+            );
+            continue;
+        }
+        let path = match write_snapshot(&dir, lsn, &state) {
+            Ok(path) => path,
+            Err(e) => {
+                error!(shard, lsn, error = %e, "WAL: writing snapshot failed");
+                continue;
+            }
+        };
+        match prune(&dir, lsn) {
+            Ok(pruned) => info!(
+                shard, lsn, file = %path.display(), segments_deleted = pruned.segments.len(),
+                snapshots_deleted = pruned.snapshots.len(), "WAL: snapshot written"
+            ),
+            Err(e) => error!(shard, lsn, error = %e, "WAL: pruning after snapshot failed"),
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Storage faults through the fault-injecting file wrapper: a failed write, a failed fsync, a
+//! short write and ENOSPC each fail their batch and every later one, never complete anything
+//! Ok afterwards, set `failed()`, and leave on disk exactly the records acknowledged before.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use authswitch::wal::{
+    encode_record, recover, Batch, Completion, FaultPlan, RecoverOptions, Recovered, WalConfig,
+    WalFailReason, WalFailed, WalWriter,
+};
+
+type Log = Arc<Mutex<Vec<(u64, Result<(), WalFailed>)>>>;
+
+struct Done {
+    lsn: u64,
+    log: Log,
+}
+
+impl Completion for Done {
+    fn complete(self, result: Result<(), WalFailed>) {
+        self.log.lock().unwrap().push((self.lsn, result));
+    }
+}
+
+fn submit(writer: &WalWriter<Done>, from: u64, to: u64, log: &Log) {
+    let mut bytes = writer.buffer();
+    let mut completions = writer.completions_buffer();
+    for lsn in from..=to {
+        encode_record(&mut bytes, lsn, 1, &lsn.to_le_bytes());
+        completions.push(Done {
+            lsn,
+            log: Arc::clone(log),
+        });
+    }
+    writer.submit(Batch {
+        bytes,
+        last_lsn: to,
+        completions,
+    });
+}
+
+fn wait_for(log: &Log, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log.lock().unwrap().len() < count {
+        assert!(Instant::now() < deadline, "completions did not arrive");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn recovered_lsns(dir: &Path) -> (Recovered, Vec<u64>) {
+    let mut lsns = Vec::new();
+    let rec = recover(dir, &RecoverOptions::default(), |lsn, kind, payload| {
+        assert_eq!((kind, payload), (1, &lsn.to_le_bytes()[..]));
+        lsns.push(lsn);
+        Ok(())
+    })
+    .unwrap();
+    (rec, lsns)
+}
+
+/// Five batches of three records; the plan lets two batches through and breaks the third.
+fn run_fault(plan: &str, reason: WalFailReason, os_error: Option<i32>) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WalConfig {
+        fault_plan: Some(plan.parse::<FaultPlan>().unwrap()),
+        ..WalConfig::new(dir.path(), 3)
+    };
+    let log = Log::default();
+    let writer = WalWriter::start(cfg, &Recovered::empty()).unwrap();
+    for batch in 0..5 {
+        submit(&writer, batch * 3 + 1, batch * 3 + 3, &log);
+    }
+    wait_for(&log, 15);
+    let failed = WalFailed {
+        reason,
+        first_lsn: 7,
+        os_error,
+    };
+    assert_eq!(writer.failed(), Some(failed), "{plan}");
+    assert_eq!(writer.durable_lsn(), 6);
+    // A batch submitted after the failure is refused too.
+    submit(&writer, 16, 16, &log);
+    wait_for(&log, 16);
+    writer.shutdown();
+
+    let log = log.lock().unwrap();
+    let lsns: Vec<u64> = log.iter().map(|(lsn, _)| *lsn).collect();
+    assert_eq!(lsns, (1..=16).collect::<Vec<_>>(), "completed in order");
+    for (lsn, result) in log.iter() {
+        let want = if *lsn <= 6 { Ok(()) } else { Err(failed) };
+        assert_eq!(*result, want, "{plan}: lsn {lsn}");
+    }
+
+    let (rec, lsns) = recovered_lsns(dir.path());
+    assert_eq!(lsns, (1..=6).collect::<Vec<_>>(), "{plan}");
+    assert_eq!((rec.next_lsn, rec.truncated_bytes), (7, 0));
+
+    // After a restart without the fault the log continues at 7.
+    let log2 = Log::default();
+    let writer = WalWriter::start(WalConfig::new(dir.path(), 3), &rec).unwrap();
+    submit(&writer, 7, 8, &log2);
+    writer.shutdown();
+    assert!(log2.lock().unwrap().iter().all(|(_, r)| r.is_ok()));
+    assert_eq!(recovered_lsns(dir.path()).1, (1..=8).collect::<Vec<_>>());
+}
+
+#[test]
+fn failed_write() {
+    run_fault("write_fail_after=2", WalFailReason::Write, Some(5));
+}
+
+#[test]
+fn failed_fsync() {
+    run_fault("fsync_fail_after=2", WalFailReason::Fsync, Some(5));
+}
+
+#[test]
+fn short_write() {
+    run_fault("short_write_after=2", WalFailReason::ShortWrite, None);
+}
+
+#[test]
+fn enospc() {
+    run_fault("enospc_after=2", WalFailReason::NoSpace, Some(28));
+}
+
+#[test]
+fn fault_counts_writes_across_rotated_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WalConfig {
+        segment_bytes_max: 60, // two 25-byte records per segment
+        fault_plan: Some("write_fail_after=3".parse().unwrap()),
+        ..WalConfig::new(dir.path(), 0)
+    };
+    let log = Log::default();
+    let writer = WalWriter::start(cfg, &Recovered::empty()).unwrap();
+    for lsn in 1..=5 {
+        submit(&writer, lsn, lsn, &log);
+    }
+    wait_for(&log, 5);
+    assert_eq!(
+        writer.failed().map(|f| (f.reason, f.first_lsn)),
+        Some((WalFailReason::Write, 4))
+    );
+    writer.shutdown();
+    assert_eq!(recovered_lsns(dir.path()).1, vec![1, 2, 3]);
+}

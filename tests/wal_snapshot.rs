@@ -1,0 +1,255 @@
+//! Segment rotation, snapshots (written only once durable, then pruning), a corrupt snapshot,
+//! a crash between snapshot temp file and rename, and the operator tools verify and dump.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use authswitch::wal::segment::{segment_name, snapshot_name, snapshot_tmp_name};
+use authswitch::wal::{
+    dump, encode_record, recover, verify, Batch, Completion, RecoverOptions, Recovered,
+    RecoveryError, SnapshotError, WalConfig, WalFailed, WalWriter,
+};
+
+type Log = Arc<Mutex<Vec<(u64, Result<(), WalFailed>)>>>;
+
+struct Done {
+    lsn: u64,
+    log: Log,
+}
+
+impl Completion for Done {
+    fn complete(self, result: Result<(), WalFailed>) {
+        self.log.lock().unwrap().push((self.lsn, result));
+    }
+}
+
+/// Every record is 8 + 9 + 8 = 25 bytes.
+fn submit(writer: &WalWriter<Done>, from: u64, to: u64, log: &Log) {
+    let mut bytes = writer.buffer();
+    let mut completions = writer.completions_buffer();
+    for lsn in from..=to {
+        encode_record(&mut bytes, lsn, 2, &lsn.to_le_bytes());
+        completions.push(Done {
+            lsn,
+            log: Arc::clone(log),
+        });
+    }
+    writer.submit(Batch {
+        bytes,
+        last_lsn: to,
+        completions,
+    });
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+fn recover_lsns(dir: &Path) -> Result<(Recovered, Vec<u64>), RecoveryError> {
+    let mut lsns = Vec::new();
+    let rec = recover(dir, &RecoverOptions::default(), |lsn, _, _| {
+        lsns.push(lsn);
+        Ok(())
+    })?;
+    Ok((rec, lsns))
+}
+
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// 100-byte segments hold 4 records; batches of 2 records.
+fn small_segments(dir: &Path) -> WalConfig {
+    WalConfig {
+        segment_bytes_max: 100,
+        ..WalConfig::new(dir, 1)
+    }
+}
+
+#[test]
+fn segments_rotate_at_the_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let writer = WalWriter::start(small_segments(dir.path()), &Recovered::empty()).unwrap();
+    for first in (1..=20).step_by(2) {
+        submit(&writer, first, first + 1, &log);
+    }
+    writer.shutdown();
+    let want: Vec<String> = [1, 5, 9, 13, 17].iter().map(|&l| segment_name(l)).collect();
+    assert_eq!(names(dir.path()), want);
+    for name in &want {
+        assert_eq!(fs::metadata(dir.path().join(name)).unwrap().len(), 100);
+    }
+    let (rec, lsns) = recover_lsns(dir.path()).unwrap();
+    assert_eq!(lsns, (1..=20).collect::<Vec<_>>());
+    assert_eq!(rec.next_lsn, 21);
+    let report = verify(dir.path()).unwrap();
+    assert_eq!(
+        (
+            report.segments,
+            report.records,
+            report.first_lsn,
+            report.last_lsn
+        ),
+        (5, 20, Some(1), Some(20))
+    );
+    assert_eq!(report.problem, None);
+}
+
+#[test]
+fn snapshot_waits_for_durability_then_prunes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let writer = WalWriter::start(small_segments(dir.path()), &Recovered::empty()).unwrap();
+    for first in (1..=12).step_by(2) {
+        submit(&writer, first, first + 1, &log);
+    }
+    wait_until("12 durable", || writer.durable_lsn() == 12);
+    assert!(writer.snapshot(6, b"state@6".to_vec()));
+    let snap6 = dir.path().join(snapshot_name(6));
+    wait_until("snapshot 6", || snap6.exists());
+    // Segment 1 holds 1..=4 (all <= 6) and is pruned; segment 5 holds 5..=8 and stays.
+    wait_until("prune", || !dir.path().join(segment_name(1)).exists());
+    assert_eq!(
+        names(dir.path()),
+        vec![snapshot_name(6), segment_name(5), segment_name(9)]
+    );
+
+    // A snapshot past the durable LSN is not written until the log gets there.
+    assert!(writer.snapshot(16, b"state@16".to_vec()));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!dir.path().join(snapshot_name(16)).exists());
+    assert!(!dir.path().join(snapshot_tmp_name(16)).exists());
+    submit(&writer, 13, 14, &log);
+    submit(&writer, 15, 16, &log);
+    submit(&writer, 17, 18, &log);
+    wait_until("snapshot 16", || {
+        dir.path().join(snapshot_name(16)).exists()
+    });
+    wait_until("prune 2", || !snap6.exists());
+    writer.shutdown();
+    // Segment 13 holds 13..=16, all covered by the snapshot.
+    assert_eq!(names(dir.path()), vec![snapshot_name(16), segment_name(17)]);
+
+    let (rec, lsns) = recover_lsns(dir.path()).unwrap();
+    assert_eq!(rec.snapshot, Some((16, b"state@16".to_vec())));
+    assert_eq!(lsns, vec![17, 18]);
+    assert_eq!((rec.next_lsn, rec.records_replayed), (19, 2));
+}
+
+#[test]
+fn snapshot_is_dropped_if_the_log_never_gets_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let writer = WalWriter::start(small_segments(dir.path()), &Recovered::empty()).unwrap();
+    submit(&writer, 1, 2, &log);
+    assert!(writer.snapshot(3, b"too early".to_vec()));
+    writer.shutdown();
+    assert_eq!(names(dir.path()), vec![segment_name(1)]);
+}
+
+#[test]
+fn corrupt_snapshot_is_an_error_naming_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let writer = WalWriter::start(small_segments(dir.path()), &Recovered::empty()).unwrap();
+    submit(&writer, 1, 4, &log);
+    assert!(writer.snapshot(4, b"shard state".to_vec()));
+    writer.shutdown();
+    let snap = dir.path().join(snapshot_name(4));
+    let mut bytes = fs::read(&snap).unwrap();
+    bytes[40] ^= 1;
+    fs::write(&snap, &bytes).unwrap();
+    match recover_lsns(dir.path()).unwrap_err() {
+        RecoveryError::Snapshot(SnapshotError::Corrupt {
+            file,
+            offset,
+            reason,
+        }) => {
+            assert_eq!((file, offset), (snap.clone(), 36));
+            assert!(reason.starts_with("payload crc"), "{reason}");
+        }
+        other => panic!("expected a corrupt snapshot, got {other:?}"),
+    }
+    let report = verify(dir.path()).unwrap();
+    assert_eq!(report.snapshots.len(), 1);
+    let error = report.snapshots[0].error.clone().unwrap();
+    assert!(error.contains("offset 36"), "{error}");
+    assert!(!report.is_recoverable());
+}
+
+#[test]
+fn crash_between_snapshot_temp_write_and_rename_is_recoverable() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let writer = WalWriter::start(small_segments(dir.path()), &Recovered::empty()).unwrap();
+    submit(&writer, 1, 4, &log);
+    assert!(writer.snapshot(4, b"state@4".to_vec()));
+    submit(&writer, 5, 10, &log);
+    writer.shutdown();
+    // shutdown joined the snapshot thread, and lsn 4 was durable, so it is written.
+    assert!(dir.path().join(snapshot_name(4)).exists());
+    // What a crash after writing the temp file of snapshot 10 (not renamed) leaves behind.
+    let tmp = dir.path().join(snapshot_tmp_name(10));
+    fs::write(&tmp, b"ASWSNAP\0 half written").unwrap();
+    let (rec, lsns) = recover_lsns(dir.path()).unwrap();
+    assert_eq!(rec.snapshot, Some((4, b"state@4".to_vec())));
+    assert_eq!(lsns, (5..=10).collect::<Vec<_>>());
+    assert!(!tmp.exists(), "leftover temp file removed");
+}
+
+#[test]
+fn verify_and_dump_name_the_first_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let writer = WalWriter::start(WalConfig::new(dir.path(), 0), &Recovered::empty()).unwrap();
+    submit(&writer, 1, 3, &log);
+    writer.shutdown();
+    let seg: PathBuf = dir.path().join(segment_name(1));
+    let mut out = Vec::new();
+    let report = dump(dir.path(), &mut out, |kind, p| format!("k{kind}:{}", p[0])).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(
+        text,
+        "wal-00000000000000000001.log offset=0 lsn=1 kind=2 len=8 k2:1\n\
+         wal-00000000000000000001.log offset=25 lsn=2 kind=2 len=8 k2:2\n\
+         wal-00000000000000000001.log offset=50 lsn=3 kind=2 len=8 k2:3\n"
+    );
+    assert_eq!(report.records, 3);
+
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes[30] ^= 0xff; // inside record 2, record 3 still valid
+    fs::write(&seg, &bytes).unwrap();
+    let report = verify(dir.path()).unwrap();
+    let problem = report.problem.clone().unwrap();
+    assert_eq!(
+        (problem.file, problem.offset, problem.torn_tail),
+        (seg.clone(), 25, false)
+    );
+    assert_eq!((report.records, report.last_lsn), (1, Some(1)));
+    assert!(!report.is_recoverable());
+    let mut out = Vec::new();
+    dump(dir.path(), &mut out, |_, _| String::new()).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let last_line = text.lines().last().unwrap();
+    assert!(
+        last_line.starts_with(&format!(
+            "CORRUPT: {} offset=25 crc mismatch",
+            seg.display()
+        )),
+        "{text}"
+    );
+    // verify changed nothing
+    assert_eq!(fs::read(&seg).unwrap(), bytes);
+}
