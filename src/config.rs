@@ -1,0 +1,416 @@
+//! Configuration: the TOML file, its documented defaults, and the command-line overrides.
+//!
+//! Every key has a default, so an empty file (or no file) is a working configuration. Unknown
+//! keys are an error that names the key: a typo must never silently fall back to a default.
+//! `authswitch.example.toml` at the repository root is the annotated list of every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::iso8583::WireFormat;
+
+/// Upper bound on shards: ids carry the shard in 16 bits, and more threads than this on one
+/// machine would only add handoffs.
+pub const SHARDS_MAX: usize = 256;
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the WAL, snapshots, the PAN-hashing key and the generated admin token live.
+    pub data_dir: PathBuf,
+    /// `tracing` filter, overridden by `RUST_LOG`.
+    pub log: String,
+    pub server: ServerConfig,
+    pub wire: WireFormat,
+    pub admin: AdminConfig,
+    pub metrics: MetricsConfig,
+    pub ledger: LedgerConfig,
+    pub wal: WalSection,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Connections beyond this are accepted and closed at once (and counted).
+    pub connections_max: usize,
+    /// Requests read from one connection whose answers have not been written yet; the reader
+    /// stops reading the socket (TCP backpressure) while the connection is at this bound.
+    pub in_flight_per_connection_max: usize,
+    /// Largest frame body accepted; checked on the length header before any buffer is reserved.
+    pub frame_len_max: usize,
+    /// A connection with no complete frame for this long is closed.
+    pub idle_timeout_s: u64,
+    /// A frame whose first byte has arrived must be complete within this time (slow senders).
+    pub frame_read_timeout_ms: u64,
+    /// A request not decided within this time from its arrival is answered 91.
+    pub request_deadline_ms: u64,
+    /// A peer that does not take our responses for this long is disconnected.
+    pub write_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Bearer token. `AUTHSWITCH_ADMIN_TOKEN` wins over this; without either, a token is
+    /// generated into `<data_dir>/admin.token` (mode 0600).
+    pub token: Option<String>,
+    /// Largest accepted request body (a bulk card request of 10 000 cards fits).
+    pub body_bytes_max: usize,
+    /// Issuer BIN (6 to 8 digits) for card numbers the switch generates.
+    pub card_bin: String,
+    /// Length of generated card numbers (13 to 19).
+    pub card_number_len: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serves `/metrics`, `/healthz` and `/readyz`.
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// Number of shards; 0 means one per core. Fixed at the first start of a data directory.
+    pub shards: usize,
+    /// Bounded queue in front of each shard thread; a full queue is answered 91 at once.
+    pub queue_depth_max: usize,
+    /// Most commands decided into one WAL batch.
+    pub batch_records_max: usize,
+    /// Age after which a pending authorization's hold is released.
+    pub hold_expiry_s: i64,
+    /// The same for hotel and car-rental merchant categories.
+    pub hold_expiry_extended_s: i64,
+    /// How long closed, reversed, expired and declined authorizations stay queryable (and
+    /// their transaction keys recognised as duplicates).
+    pub authorization_retention_s: i64,
+    /// How often each shard looks for holds to expire.
+    pub expiry_tick_s: u64,
+    /// Program-wide spending limits applied to every card (off unless set).
+    pub default_spending_limits: Vec<DefaultLimit>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultLimit {
+    pub amount: i64,
+    pub interval: String,
+    #[serde(default)]
+    pub categories: Vec<u16>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalSection {
+    /// `always` (default): fdatasync every batch before answering. `none` is for benchmarks
+    /// only and is reported loudly in the log and in `authswitch_wal_fsync_disabled`.
+    pub fsync: FsyncSetting,
+    pub segment_bytes_max: u64,
+    /// A snapshot is taken after this many WAL records since the last one.
+    pub snapshot_every_records: u64,
+    /// Start even when a record in the middle of the log is corrupt, truncating there.
+    pub truncate_corrupt: bool,
+    /// Test-only storage fault injection (e.g. `fsync_fail_after=3`); never set in production.
+    pub fault_plan: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncSetting {
+    Always,
+    None,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            log: "info".to_string(),
+            server: ServerConfig::default(),
+            wire: WireFormat::default(),
+            admin: AdminConfig::default(),
+            metrics: MetricsConfig::default(),
+            ledger: LedgerConfig::default(),
+            wal: WalSection::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8583)),
+            connections_max: 1024,
+            in_flight_per_connection_max: 512,
+            frame_len_max: 8192,
+            idle_timeout_s: 600,
+            frame_read_timeout_ms: 5_000,
+            request_deadline_ms: 250,
+            write_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
+            body_bytes_max: 4 << 20,
+            card_bin: "424242".to_string(),
+            card_number_len: 16,
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            shards: 0,
+            queue_depth_max: 8192,
+            batch_records_max: 1024,
+            hold_expiry_s: 7 * 86_400,
+            hold_expiry_extended_s: 30 * 86_400,
+            authorization_retention_s: 35 * 86_400,
+            expiry_tick_s: 60,
+            default_spending_limits: Vec::new(),
+        }
+    }
+}
+
+impl Default for WalSection {
+    fn default() -> Self {
+        WalSection {
+            fsync: FsyncSetting::Always,
+            segment_bytes_max: 64 << 20,
+            snapshot_every_records: 2_000_000,
+            truncate_corrupt: false,
+            fault_plan: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// Command-line values that override the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Parses a TOML document; unknown keys are errors naming the key.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The file if given (else the defaults), then the overrides, then validation.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        if let Some(dir) = &overrides.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(addr) = overrides.listen {
+            config.server.listen = addr;
+        }
+        if let Some(addr) = overrides.admin_listen {
+            config.admin.listen = addr;
+        }
+        if let Some(addr) = overrides.metrics_listen {
+            config.metrics.listen = addr;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The number of shards this configuration asks for (0 resolved to the core count).
+    pub fn shard_count(&self) -> usize {
+        if self.ledger.shards == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(SHARDS_MAX)
+        } else {
+            self.ledger.shards
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(key: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.into(),
+            })
+        }
+        let s = &self.server;
+        if s.connections_max == 0 || s.connections_max > 1_000_000 {
+            return bad("server.connections_max", "must be between 1 and 1000000");
+        }
+        if s.in_flight_per_connection_max == 0 || s.in_flight_per_connection_max > 65_536 {
+            return bad(
+                "server.in_flight_per_connection_max",
+                "must be between 1 and 65536",
+            );
+        }
+        if !(64..=1 << 20).contains(&s.frame_len_max) {
+            return bad("server.frame_len_max", "must be between 64 and 1048576");
+        }
+        if s.request_deadline_ms == 0
+            || s.frame_read_timeout_ms == 0
+            || s.idle_timeout_s == 0
+            || s.write_timeout_ms == 0
+        {
+            return bad(
+                "server",
+                "timeouts and the request deadline must be positive",
+            );
+        }
+        let l = &self.ledger;
+        if l.shards > SHARDS_MAX {
+            return bad("ledger.shards", format!("at most {SHARDS_MAX}"));
+        }
+        if l.queue_depth_max == 0 || l.queue_depth_max > 1 << 20 {
+            return bad("ledger.queue_depth_max", "must be between 1 and 1048576");
+        }
+        if l.batch_records_max == 0 || l.batch_records_max > 65_536 {
+            return bad("ledger.batch_records_max", "must be between 1 and 65536");
+        }
+        if l.hold_expiry_s <= 0 || l.hold_expiry_extended_s <= 0 {
+            return bad("ledger.hold_expiry_s", "hold expiry ages must be positive");
+        }
+        if l.authorization_retention_s <= 0 || l.expiry_tick_s == 0 {
+            return bad("ledger.authorization_retention_s", "must be positive");
+        }
+        let a = &self.admin;
+        let bin_ok =
+            (6..=8).contains(&a.card_bin.len()) && a.card_bin.bytes().all(|b| b.is_ascii_digit());
+        if !bin_ok {
+            return bad("admin.card_bin", "must be 6 to 8 digits");
+        }
+        if !(13..=19).contains(&a.card_number_len) || a.card_number_len < a.card_bin.len() + 4 {
+            return bad(
+                "admin.card_number_len",
+                "must be 13 to 19 and leave room after the BIN",
+            );
+        }
+        if a.body_bytes_max < 1024 || a.body_bytes_max > 64 << 20 {
+            return bad("admin.body_bytes_max", "must be between 1 KiB and 64 MiB");
+        }
+        if self.wal.segment_bytes_max < 1 << 16 {
+            return bad("wal.segment_bytes_max", "must be at least 65536");
+        }
+        if self.wal.snapshot_every_records == 0 {
+            return bad("wal.snapshot_every_records", "must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let config = Config::from_toml("", Path::new("x.toml")).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8583");
+        assert_eq!(config.admin.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.metrics.listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(config.wal.fsync, FsyncSetting::Always);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[server]\nlisten_port = 1\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen_port"), "{err}");
+        let err = Config::from_toml("bogus = 1\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn example_file_parses_and_matches_defaults() {
+        let text = include_str!("../authswitch.example.toml");
+        let config = Config::from_toml(text, Path::new("authswitch.example.toml")).unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let err = Config::from_toml("[admin]\ncard_bin = \"42x\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("admin.card_bin"), "{err}");
+        let err = Config::from_toml("[ledger]\nshards = 100000\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ledger.shards"), "{err}");
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/nope\"\n[server]\nlisten = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            data_dir: Some(PathBuf::from("/yes")),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let config = Config::load(Some(&path), &overrides).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/yes"));
+        assert_eq!(config.server.listen.port(), 0);
+    }
+}

@@ -1,0 +1,216 @@
+//! Metrics: the Prometheus exporter, every metric name, and pre-registered handles for the hot
+//! path.
+//!
+//! Names are prefixed `authswitch_`, durations are in seconds. Labels are small closed sets
+//! (MTI, DE39, decline reason, shard, currency, reject reason): never a PAN, card id or account
+//! id. The hot path uses handles resolved once here, so recording a request is a few atomic
+//! operations and never a label lookup.
+
+use std::sync::OnceLock;
+
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const REQUESTS_TOTAL: &str = "authswitch_requests_total";
+pub const DECLINES_TOTAL: &str = "authswitch_declines_total";
+pub const REQUEST_SECONDS: &str = "authswitch_request_duration_seconds";
+pub const DECISION_SECONDS: &str = "authswitch_decision_duration_seconds";
+pub const SHARD_QUEUE_DEPTH: &str = "authswitch_shard_queue_depth";
+pub const SHARD_OVERLOADED_TOTAL: &str = "authswitch_shard_overloaded_total";
+pub const DEADLINE_MISSED_TOTAL: &str = "authswitch_deadline_missed_total";
+pub const CONNECTIONS_OPEN: &str = "authswitch_connections_open";
+pub const CONNECTIONS_TOTAL: &str = "authswitch_connections_total";
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "authswitch_connections_refused_total";
+pub const FRAMES_REJECTED_TOTAL: &str = "authswitch_frames_rejected_total";
+pub const BALANCE_HELD_MINOR: &str = "authswitch_balance_held_minor";
+pub const BALANCE_AVAILABLE_MINOR: &str = "authswitch_balance_available_minor";
+pub const READY: &str = "authswitch_ready";
+pub const ADMIN_REQUESTS_TOTAL: &str = "authswitch_admin_requests_total";
+
+/// Request MTIs with their own label value; anything else is counted as `other`.
+pub const MTI_LABELS: [&str; 9] = [
+    "0100", "0101", "0120", "0121", "0200", "0400", "0420", "0800", "other",
+];
+/// DE39 values with their own label value; anything else is counted as `other`.
+pub const DE39_LABELS: [&str; 17] = [
+    "00", "10", "12", "13", "14", "30", "41", "43", "51", "54", "57", "61", "62", "91", "94", "96",
+    "other",
+];
+
+/// Why a frame or connection was turned away; each one is a label of `FRAMES_REJECTED_TOTAL`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    TooLong,
+    ZeroLength,
+    Malformed,
+    Undecodable,
+    SlowSender,
+    IdleTimeout,
+    UnknownMti,
+}
+
+impl Reject {
+    pub const ALL: [Reject; 7] = [
+        Reject::TooLong,
+        Reject::ZeroLength,
+        Reject::Malformed,
+        Reject::Undecodable,
+        Reject::SlowSender,
+        Reject::IdleTimeout,
+        Reject::UnknownMti,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Reject::TooLong => "too_long",
+            Reject::ZeroLength => "zero_length",
+            Reject::Malformed => "malformed",
+            Reject::Undecodable => "undecodable",
+            Reject::SlowSender => "slow_sender",
+            Reject::IdleTimeout => "idle_timeout",
+            Reject::UnknownMti => "unknown_mti",
+        }
+    }
+}
+
+/// Pre-resolved handles for everything recorded per request.
+pub struct Handles {
+    requests: Vec<Counter>,
+    request_seconds: Histogram,
+    pub decision_seconds: Histogram,
+    pub connections_open: Gauge,
+    pub connections_total: Counter,
+    pub connections_refused: Counter,
+    rejects: Vec<Counter>,
+}
+
+impl Handles {
+    fn register() -> Handles {
+        let mut requests = Vec::with_capacity(MTI_LABELS.len() * DE39_LABELS.len());
+        for mti in MTI_LABELS {
+            for de39 in DE39_LABELS {
+                requests.push(counter!(REQUESTS_TOTAL, "mti" => mti, "de39" => de39));
+            }
+        }
+        let rejects = Reject::ALL
+            .iter()
+            .map(|r| counter!(FRAMES_REJECTED_TOTAL, "reason" => r.label()));
+        Handles {
+            requests,
+            request_seconds: histogram!(REQUEST_SECONDS),
+            decision_seconds: histogram!(DECISION_SECONDS),
+            connections_open: gauge!(CONNECTIONS_OPEN),
+            connections_total: counter!(CONNECTIONS_TOTAL),
+            connections_refused: counter!(CONNECTIONS_REFUSED_TOTAL),
+            rejects: rejects.collect(),
+        }
+    }
+
+    /// Counts one answered request by its MTI and DE39, with its end-to-end duration.
+    pub fn request(&self, mti: u16, de39: [u8; 2], seconds: f64) {
+        let row = mti_index(mti) * DE39_LABELS.len();
+        self.requests[row + de39_index(de39)].increment(1);
+        self.request_seconds.record(seconds);
+    }
+
+    pub fn reject(&self, reason: Reject) {
+        self.rejects[reason as usize].increment(1);
+    }
+}
+
+fn mti_index(mti: u16) -> usize {
+    match mti {
+        100 => 0,
+        101 => 1,
+        120 => 2,
+        121 => 3,
+        200 => 4,
+        400 => 5,
+        420 => 6,
+        800 => 7,
+        _ => 8,
+    }
+}
+
+fn de39_index(de39: [u8; 2]) -> usize {
+    let last = DE39_LABELS.len() - 1;
+    DE39_LABELS[..last]
+        .iter()
+        .position(|l| l.as_bytes() == de39)
+        .unwrap_or(last)
+}
+
+static EXPORTER: OnceLock<PrometheusHandle> = OnceLock::new();
+static HANDLES: OnceLock<Handles> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process and returns its handle.
+pub fn install() -> &'static PrometheusHandle {
+    EXPORTER.get_or_init(|| {
+        let latency_buckets_s = [
+            0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+            0.05, 0.1, 0.25, 1.0,
+        ];
+        let batch_buckets = [
+            1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+        ];
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency_buckets_s)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Suffix("_records".into()), &batch_buckets)
+            })
+            .expect("static bucket lists are non-empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // A second recorder in one process (tests) keeps the first: only `install` sets one.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// The hot-path handles (installs the recorder first if needed).
+pub fn handles() -> &'static Handles {
+    install();
+    HANDLES.get_or_init(Handles::register)
+}
+
+/// Renders the Prometheus text exposition.
+pub fn render() -> String {
+    install().render()
+}
+
+/// Drains histogram samples into their buckets; called periodically so memory stays bounded
+/// between scrapes.
+pub fn upkeep() {
+    install().run_upkeep();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_indices_cover_every_label() {
+        assert_eq!(mti_index(100), 0);
+        assert_eq!(mti_index(800), 7);
+        assert_eq!(mti_index(9999), MTI_LABELS.len() - 1);
+        assert_eq!(de39_index(*b"00"), 0);
+        assert_eq!(de39_index(*b"96"), 15);
+        assert_eq!(de39_index(*b"Z9"), DE39_LABELS.len() - 1);
+        for (i, r) in Reject::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+    }
+
+    #[test]
+    fn counters_render_with_labels() {
+        let h = handles();
+        h.request(100, *b"51", 0.000_2);
+        h.reject(Reject::ZeroLength);
+        let text = render();
+        assert!(
+            text.contains("authswitch_requests_total{mti=\"0100\",de39=\"51\"}"),
+            "{text}"
+        );
+        assert!(text.contains("authswitch_frames_rejected_total{reason=\"zero_length\"}"));
+    }
+}
