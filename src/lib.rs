@@ -1,5 +1,7 @@
 //! authswitch: an issuer-side ISO 8583 card authorization switch.
 pub mod config;
+pub mod domain;
 pub mod iso8583;
+pub mod ledger;
 pub mod metrics;
 pub mod wal;

@@ -1,0 +1,441 @@
+//! The authorization decision: card, cardholder and account status, expiry, currency,
+//! spending controls, spending limits and funds, in that order; then the hold and the
+//! authorization record. Also duplicates (same key) and incremental authorizations.
+
+use super::command::{AuthKind, AuthOutcome, AuthRequest, TxnKey};
+use super::records::{
+    approval_code_for, AuthStatus, Authorization, KeyEntry, RequestEntry, RequestKind,
+};
+use super::state::ShardState;
+use crate::domain::calendar::month_start_s;
+use crate::domain::controls::ControlViolation;
+use crate::domain::currency::AMOUNT_MINOR_MAX;
+use crate::domain::usage::headroom_minor;
+use crate::domain::{
+    AccountStatus, AuthorizationId, CardStatus, CardholderStatus, Currency, DeclineReason,
+    ResponseCode,
+};
+
+/// What the checks decided for one message, before anything is changed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Decision {
+    /// Requested, in account currency (0 when the request could not be converted).
+    pub amount_minor: i64,
+    pub approved_minor: i64,
+    pub approved_merchant_minor: i64,
+    pub code: ResponseCode,
+    pub reason: Option<DeclineReason>,
+}
+
+impl Decision {
+    fn declined(amount_minor: i64, reason: DeclineReason) -> Self {
+        Self {
+            amount_minor,
+            approved_minor: 0,
+            approved_merchant_minor: 0,
+            code: reason.response_code(),
+            reason: Some(reason),
+        }
+    }
+
+    pub(crate) fn approved(&self) -> bool {
+        self.code.is_approval()
+    }
+}
+
+/// Whether an approved request of this kind holds funds.
+pub(crate) fn kind_holds(kind: AuthKind) -> bool {
+    matches!(kind, AuthKind::Purchase | AuthKind::CashWithdrawal)
+}
+
+/// Start of the month after the card's expiry month: the card is expired from then on.
+fn expiry_end_s(exp_year: u16, exp_month: u8) -> i64 {
+    let (y, m) = if exp_month >= 12 {
+        (i64::from(exp_year) + 1, 1)
+    } else {
+        (i64::from(exp_year), u32::from(exp_month) + 1)
+    };
+    month_start_s(y, m)
+}
+
+fn check_amount(req: &AuthRequest) -> Result<(), DeclineReason> {
+    let ok = |a: i64| match req.kind {
+        AuthKind::AccountVerification => a == 0,
+        _ => a > 0 && a <= AMOUNT_MINOR_MAX,
+    };
+    if !ok(req.amount_minor) || req.billing_amount_minor.is_some_and(|a| !ok(a)) {
+        return Err(DeclineReason::InvalidAmount);
+    }
+    Ok(())
+}
+
+/// The request's amount in the account currency: DE4 when DE49 is the account currency,
+/// DE6 when DE51 is, else a currency mismatch.
+fn account_amount(req: &AuthRequest, currency: Currency) -> Result<i64, DeclineReason> {
+    if req.currency == currency.numeric() {
+        return Ok(req.amount_minor);
+    }
+    match (req.billing_currency, req.billing_amount_minor) {
+        (Some(c), Some(a)) if c == currency.numeric() => Ok(a),
+        _ => Err(DeclineReason::CurrencyMismatch),
+    }
+}
+
+/// Merchant-currency part of an approved account-currency amount (rounded down).
+fn merchant_part(req: &AuthRequest, amount_minor: i64, approved_minor: i64) -> i64 {
+    if approved_minor == amount_minor || amount_minor == 0 {
+        return req.amount_minor;
+    }
+    let part = i128::from(req.amount_minor) * i128::from(approved_minor) / i128::from(amount_minor);
+    i64::try_from(part).expect("part of an i64 amount fits")
+}
+
+fn violation_reason(v: ControlViolation) -> DeclineReason {
+    match v {
+        ControlViolation::Category => DeclineReason::SpendingControlsCategory,
+        ControlViolation::Country => DeclineReason::SpendingControlsCountry,
+        ControlViolation::Presence => DeclineReason::SpendingControlsPresence,
+    }
+}
+
+/// An answer that is not recorded (unknown card, overload, mismatched duplicate).
+fn unrecorded(reason: DeclineReason, currency: Option<Currency>, available: i64) -> AuthOutcome {
+    AuthOutcome {
+        authorization: None,
+        code: reason.response_code(),
+        reason: Some(reason),
+        approved_amount_minor: 0,
+        approved_merchant_amount_minor: 0,
+        approval_code: None,
+        available_minor: available,
+        currency,
+        duplicate: false,
+    }
+}
+
+impl ShardState {
+    /// Decides and applies one authorization request.
+    pub(crate) fn authorize(&mut self, req: &AuthRequest, now_s: i64) -> AuthOutcome {
+        let Some(ci) = self.card_index(req.card) else {
+            return unrecorded(DeclineReason::UnknownCard, None, 0);
+        };
+        let ai = self.card_account(ci);
+        let (currency, available) = (
+            self.accounts[ai].currency,
+            self.accounts[ai].available_minor,
+        );
+        if req.kind == AuthKind::BalanceInquiry {
+            return self.balance_inquiry(ci, ai, req, now_s);
+        }
+        if let Some(e) = self.keys.get(&req.key).copied() {
+            return self.duplicate_outcome(e, req.content_hash, ai);
+        }
+        if !self.auth_room() {
+            let mut out = unrecorded(
+                DeclineReason::UnsupportedTransaction,
+                Some(currency),
+                available,
+            );
+            out.code = ResponseCode::SYSTEM_UNAVAILABLE;
+            out.reason = None;
+            return out;
+        }
+        match req.original {
+            Some(orig) => self.incremental(ci, ai, req, orig, now_s),
+            None => {
+                let d = self.evaluate(ci, ai, req, now_s, false);
+                self.record_new(ci, ai, req, &d, RequestKind::Authorization, now_s)
+            }
+        }
+    }
+
+    /// Card, cardholder and account checks shared by every request kind.
+    pub(crate) fn check_card(
+        &self,
+        ci: usize,
+        ai: usize,
+        req: &AuthRequest,
+        now_s: i64,
+    ) -> Result<(), DeclineReason> {
+        let card = &self.cards[ci];
+        match card.status {
+            CardStatus::Active => {}
+            CardStatus::Inactive => return Err(DeclineReason::CardInactive),
+            CardStatus::Canceled => return Err(DeclineReason::CardCanceled),
+            CardStatus::Lost => return Err(DeclineReason::CardLost),
+            CardStatus::Stolen => return Err(DeclineReason::CardStolen),
+        }
+        if now_s >= expiry_end_s(card.exp_year, card.exp_month) {
+            return Err(DeclineReason::CardExpired);
+        }
+        if let Some((yy, mm)) = req.expiry_presented {
+            if u16::from(yy) != card.exp_year % 100 || mm != card.exp_month {
+                return Err(DeclineReason::ExpiryMismatch);
+            }
+        }
+        match self.cardholders[card.cardholder.seq() as usize].status {
+            CardholderStatus::Active => {}
+            CardholderStatus::Inactive => return Err(DeclineReason::CardholderInactive),
+            CardholderStatus::Blocked => return Err(DeclineReason::CardholderBlocked),
+        }
+        if self.accounts[ai].status == AccountStatus::Disabled {
+            return Err(DeclineReason::AccountDisabled);
+        }
+        Ok(())
+    }
+
+    fn check_static_controls(&self, ci: usize, req: &AuthRequest) -> Result<(), DeclineReason> {
+        let card = &self.cards[ci];
+        let holder = &self.cardholders[card.cardholder.seq() as usize];
+        for c in [&card.controls, &holder.controls].into_iter().flatten() {
+            c.check_static(req.mcc, req.merchant_country, req.presence)
+                .map_err(violation_reason)?;
+        }
+        Ok(())
+    }
+
+    /// How much more the card may spend in `mcc` now under card (or program) and
+    /// cardholder limits.
+    pub(crate) fn limit_headroom(&self, ci: usize, mcc: u16, now_s: i64) -> i64 {
+        let card = &self.cards[ci];
+        let root = &self.cards[card.usage_root.seq() as usize];
+        let mut room = headroom_minor(self.card_limits(ci), root.usage.as_deref(), mcc, now_s);
+        let holder = &self.cardholders[card.cardholder.seq() as usize];
+        if let Some(c) = &holder.controls {
+            let held = headroom_minor(&c.spending_limits, holder.usage.as_deref(), mcc, now_s);
+            room = room.min(held);
+        }
+        room
+    }
+
+    /// Runs every check for `req`. `advice` skips limits and funds (the network already
+    /// approved it in stand-in).
+    pub(crate) fn evaluate(
+        &self,
+        ci: usize,
+        ai: usize,
+        req: &AuthRequest,
+        now_s: i64,
+        advice: bool,
+    ) -> Decision {
+        if let Err(r) = check_amount(req) {
+            return Decision::declined(0, r);
+        }
+        let amount = match account_amount(req, self.accounts[ai].currency) {
+            Ok(a) => a,
+            Err(r) => return Decision::declined(0, r),
+        };
+        let full = Decision {
+            amount_minor: amount,
+            approved_minor: amount,
+            approved_merchant_minor: req.amount_minor,
+            code: ResponseCode::APPROVED,
+            reason: None,
+        };
+        if let Err(r) = self.check_card(ci, ai, req, now_s) {
+            return Decision::declined(amount, r);
+        }
+        if !kind_holds(req.kind) || advice {
+            return full;
+        }
+        if let Err(r) = self.check_static_controls(ci, req) {
+            return Decision::declined(amount, r);
+        }
+        let limit_room = self.limit_headroom(ci, req.mcc, now_s);
+        let funds_room = self.accounts[ai].available_minor.max(0);
+        let room = limit_room.min(funds_room);
+        if amount <= room {
+            return full;
+        }
+        if req.partial_ok && room > 0 {
+            return Decision {
+                approved_minor: room,
+                approved_merchant_minor: merchant_part(req, amount, room),
+                code: ResponseCode::PARTIAL,
+                ..full
+            };
+        }
+        let reason = if limit_room < amount {
+            DeclineReason::SpendingLimit
+        } else {
+            DeclineReason::InsufficientFunds
+        };
+        Decision::declined(amount, reason)
+    }
+
+    /// Records a new authorization (approved or declined) and places its hold.
+    pub(crate) fn record_new(
+        &mut self,
+        ci: usize,
+        ai: usize,
+        req: &AuthRequest,
+        d: &Decision,
+        kind: RequestKind,
+        now_s: i64,
+    ) -> AuthOutcome {
+        let seq = self.next_auth_seq();
+        let id = AuthorizationId::new(self.shard, seq);
+        let hold = if d.approved() && kind_holds(req.kind) {
+            d.approved_minor
+        } else {
+            0
+        };
+        let pending = d.approved() && (hold > 0 || req.kind == AuthKind::Refund);
+        let entry = RequestEntry {
+            kind,
+            key: req.key,
+            amount_minor: d.amount_minor,
+            approved_minor: d.approved_minor,
+            approved_merchant_minor: d.approved_merchant_minor,
+            code: d.code,
+            reason: d.reason,
+            created_s: now_s,
+        };
+        self.push_auth(Authorization {
+            id,
+            card: req.card,
+            kind: req.kind,
+            status: if pending {
+                AuthStatus::Pending
+            } else {
+                AuthStatus::Closed
+            },
+            approved: d.approved(),
+            mcc: req.mcc,
+            merchant_currency: req.currency,
+            created_s: now_s,
+            updated_s: now_s,
+            merchant_amount_minor: req.amount_minor,
+            amount_minor: d.approved_minor,
+            held_minor: hold,
+            captured_minor: 0,
+            merchant: req.merchant,
+            first: entry,
+            more: Vec::new(),
+            history_dropped: 0,
+            transactions: Vec::new(),
+        });
+        let key = KeyEntry {
+            auth_seq: seq,
+            content_hash: req.content_hash,
+            entry: 0,
+        };
+        self.keys.insert(req.key, key);
+        if hold > 0 {
+            self.place_hold(ai, hold);
+            self.count_usage(ci, req.mcc, hold, now_s);
+        }
+        self.outcome_of(seq, 0, ai, false)
+    }
+
+    /// The answer for history entry `entry` of authorization `seq`.
+    pub(crate) fn outcome_of(
+        &self,
+        seq: u64,
+        entry: u16,
+        ai: usize,
+        duplicate: bool,
+    ) -> AuthOutcome {
+        let auth = self.auth(seq).expect("outcome of a missing authorization");
+        let e = auth
+            .entry(entry)
+            .expect("outcome of a missing history entry");
+        AuthOutcome {
+            authorization: Some(auth.id),
+            code: e.code,
+            reason: e.reason,
+            approved_amount_minor: e.approved_minor,
+            approved_merchant_amount_minor: e.approved_merchant_minor,
+            approval_code: e.code.is_approval().then(|| approval_code_for(auth.id)),
+            available_minor: self.accounts[ai].available_minor,
+            currency: Some(self.accounts[ai].currency),
+            duplicate,
+        }
+    }
+
+    /// A message whose key was seen: the original answer again if the content is the same,
+    /// 94 if it is not. Nothing changes either way.
+    fn duplicate_outcome(&self, e: KeyEntry, content_hash: u64, ai: usize) -> AuthOutcome {
+        if e.content_hash != content_hash {
+            let a = &self.accounts[ai];
+            return unrecorded(
+                DeclineReason::DuplicateMismatch,
+                Some(a.currency),
+                a.available_minor,
+            );
+        }
+        self.outcome_of(e.auth_seq, e.entry, ai, true)
+    }
+
+    /// Balance inquiry: card checks only; answers the available balance, records nothing.
+    fn balance_inquiry(&self, ci: usize, ai: usize, req: &AuthRequest, now_s: i64) -> AuthOutcome {
+        let a = &self.accounts[ai];
+        let reason = self.check_card(ci, ai, req, now_s).err();
+        AuthOutcome {
+            authorization: None,
+            code: reason.map_or(ResponseCode::APPROVED, DeclineReason::response_code),
+            reason,
+            approved_amount_minor: 0,
+            approved_merchant_amount_minor: 0,
+            approval_code: None,
+            available_minor: a.available_minor,
+            currency: Some(a.currency),
+            duplicate: false,
+        }
+    }
+
+    /// An incremental authorization: `req.amount_minor` more on the pending authorization
+    /// whose key is `orig`. Declined without touching the original; an unknown, closed or
+    /// foreign original is declined unrecorded (12).
+    fn incremental(
+        &mut self,
+        ci: usize,
+        ai: usize,
+        req: &AuthRequest,
+        orig: TxnKey,
+        now_s: i64,
+    ) -> AuthOutcome {
+        let target = self.keys.get(&orig).map(|e| e.auth_seq).filter(|&s| {
+            self.auth(s).is_some_and(|a| {
+                a.card == req.card
+                    && a.status == AuthStatus::Pending
+                    && kind_holds(a.kind)
+                    && a.more.len() + 1 < super::records::HISTORY_MAX
+            })
+        });
+        let Some(seq) = target else {
+            let a = &self.accounts[ai];
+            let reason = DeclineReason::UnsupportedTransaction;
+            return unrecorded(reason, Some(a.currency), a.available_minor);
+        };
+        let d = self.evaluate(ci, ai, req, now_s, false);
+        let entry = RequestEntry {
+            kind: RequestKind::Incremental,
+            key: req.key,
+            amount_minor: d.amount_minor,
+            approved_minor: d.approved_minor,
+            approved_merchant_minor: d.approved_merchant_minor,
+            code: d.code,
+            reason: d.reason,
+            created_s: now_s,
+        };
+        let auth = self.auth_mut(seq).expect("target checked above");
+        let idx = auth.push_entry(entry).expect("history room checked above");
+        auth.updated_s = now_s;
+        if d.approved() {
+            auth.amount_minor += d.approved_minor;
+            auth.held_minor += d.approved_minor;
+            auth.merchant_amount_minor += d.approved_merchant_minor;
+            let mcc = auth.mcc;
+            self.place_hold(ai, d.approved_minor);
+            self.count_usage(ci, mcc, d.approved_minor, now_s);
+        }
+        let key = KeyEntry {
+            auth_seq: seq,
+            content_hash: req.content_hash,
+            entry: idx,
+        };
+        self.keys.insert(req.key, key);
+        self.outcome_of(seq, idx, ai, false)
+    }
+}

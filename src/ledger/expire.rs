@@ -1,0 +1,104 @@
+//! `ExpireHolds`: releases pending holds older than their expiry age and purges finished
+//! authorizations (and their transaction keys) and transactions older than the retention
+//! age, so memory is bounded by the traffic of the retention window.
+//!
+//! Records are scanned from the oldest. Ids are allocated in `now_s` order, so the scan stops
+//! at the first record too young for any age; if the runtime's clock ever stepped back, a
+//! record may wait for a later run, never be handled twice.
+
+use super::command::Outcome;
+use super::records::AuthStatus;
+use super::state::{ShardState, EXPIRE_SCAN_MAX};
+
+/// Hotel and car-rental merchant categories, whose holds live longer.
+pub fn is_lodging_mcc(mcc: u16) -> bool {
+    matches!(mcc, 3351..=3999 | 7011 | 7512)
+}
+
+impl ShardState {
+    fn hold_age_s(&self, mcc: u16) -> i64 {
+        if is_lodging_mcc(mcc) {
+            self.config.hold_expiry_lodging_s
+        } else {
+            self.config.hold_expiry_s
+        }
+    }
+
+    /// Runs one expiry pass at `now_s`.
+    pub(crate) fn expire_holds(&mut self, now_s: i64) -> Outcome {
+        let c = &self.config;
+        let young_s = now_s.saturating_sub(
+            c.hold_expiry_s
+                .min(c.hold_expiry_lodging_s)
+                .min(c.retention_s),
+        );
+        let retention_s = c.retention_s;
+        let (mut released, mut purged, mut more) = (0u32, 0u32, false);
+        for i in 0..self.auths.len() {
+            if i >= EXPIRE_SCAN_MAX {
+                more = true;
+                break;
+            }
+            let Some(a) = self.auths[i].as_deref() else {
+                continue;
+            };
+            if a.created_s > young_s {
+                break;
+            }
+            let seq = self.auth_base_seq + i as u64;
+            if a.status == AuthStatus::Pending {
+                if now_s.saturating_sub(a.created_s) >= self.hold_age_s(a.mcc) {
+                    let held = a.held_minor;
+                    self.release_hold(seq, held);
+                    let a = self.auth_mut(seq).expect("scanned above");
+                    a.status = AuthStatus::Expired;
+                    a.updated_s = now_s;
+                    released += 1;
+                }
+            } else if now_s.saturating_sub(a.updated_s) >= retention_s {
+                self.purge_auth(i);
+                purged += 1;
+            }
+        }
+        while matches!(self.auths.front(), Some(None)) {
+            self.auths.pop_front();
+            self.auth_base_seq += 1;
+        }
+        more |= self.purge_transactions(now_s.saturating_sub(retention_s));
+        Outcome::Expired {
+            released,
+            purged,
+            more,
+        }
+    }
+
+    /// Drops authorization slot `i` and the keys that point to it.
+    fn purge_auth(&mut self, i: usize) {
+        let seq = self.auth_base_seq + i as u64;
+        let a = self.auths[i].take().expect("purge of an empty slot");
+        assert_eq!(
+            a.held_minor, 0,
+            "purge of an authorization that holds funds"
+        );
+        for e in a.history() {
+            if self.keys.get(&e.key).is_some_and(|k| k.auth_seq == seq) {
+                self.keys.remove(&e.key);
+            }
+        }
+    }
+
+    /// Drops transactions created at or before `before_s`; true if the scan limit stopped it.
+    fn purge_transactions(&mut self, before_s: i64) -> bool {
+        for _ in 0..EXPIRE_SCAN_MAX {
+            match self.txns.front() {
+                Some(Some(t)) if t.created_s > before_s => return false,
+                Some(_) => {
+                    self.txns.pop_front();
+                    self.txn_base_seq += 1;
+                }
+                None => return false,
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,22 @@
+//! The ledger: the deterministic shard state machine (`apply`, queries, snapshots,
+//! digests). The shard threads, routing index and runtime around it live in their own
+//! files (`runtime.rs`, `shard.rs`, `router.rs`).
+
+mod authorize;
+pub mod command;
+mod expire;
+mod holds;
+mod invariants;
+pub mod query;
+pub mod records;
+pub mod state;
+pub mod testkit;
+
+pub use command::{
+    AuthKind, AuthOutcome, AuthRequest, Command, CommandError, MerchantData, Outcome,
+    ProgramConfig, TxnKey,
+};
+pub use expire::is_lodging_mcc;
+pub use query::{Query, QueryResult};
+pub use records::{AuthStatus, RequestKind};
+pub use state::{apply, CurrencyTotals, InvariantViolation, ShardState, SnapshotError};

@@ -1,0 +1,173 @@
+//! Records the shard keeps about transaction messages: authorizations (holds and recorded
+//! declines) with their request history, the transaction-key index entry, and transactions
+//! (captures, refunds, force captures).
+
+use super::command::{AuthKind, MerchantData, TxnKey};
+use crate::domain::{AuthorizationId, CardId, DeclineReason, ResponseCode, TransactionId};
+use serde::{Deserialize, Serialize};
+
+/// Most request-history entries kept per authorization; later messages are still applied,
+/// their entries dropped (and counted).
+pub const HISTORY_MAX: usize = 32;
+/// Most transactions linked from one authorization (several partial captures).
+pub const AUTH_TRANSACTIONS_MAX: usize = 32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthStatus {
+    /// Holds funds (or, for a refund authorization, waits for its capture).
+    Pending,
+    /// Captured, or a recorded decline / verification.
+    Closed,
+    Reversed,
+    Expired,
+}
+
+/// Which message produced a history entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    Authorization,
+    Incremental,
+    Advice,
+    Reversal,
+    Financial,
+}
+
+/// One message on an authorization: what it asked, what was approved, why not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestEntry {
+    pub kind: RequestKind,
+    /// Key of the message (removed from the key index when the authorization is purged).
+    pub key: TxnKey,
+    /// Requested, account currency.
+    pub amount_minor: i64,
+    /// Approved, account currency.
+    pub approved_minor: i64,
+    /// Approved, merchant currency (DE4 of a partial approval).
+    pub approved_merchant_minor: i64,
+    pub code: ResponseCode,
+    pub reason: Option<DeclineReason>,
+    pub created_s: i64,
+}
+
+/// An authorization. `held_minor` is what it holds now on the account; it is zero unless
+/// `status` is `Pending`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authorization {
+    pub id: AuthorizationId,
+    pub card: CardId,
+    pub kind: AuthKind,
+    pub status: AuthStatus,
+    pub approved: bool,
+    pub mcc: u16,
+    pub merchant_currency: u16,
+    pub created_s: i64,
+    pub updated_s: i64,
+    /// Latest requested merchant amount (DE4).
+    pub merchant_amount_minor: i64,
+    /// Approved amount in account currency (raised by incrementals, lowered by reversals).
+    pub amount_minor: i64,
+    pub held_minor: i64,
+    pub captured_minor: i64,
+    pub merchant: MerchantData,
+    /// First entry inline: most authorizations have exactly one message.
+    pub first: RequestEntry,
+    pub more: Vec<RequestEntry>,
+    pub history_dropped: u32,
+    pub transactions: Vec<TransactionId>,
+}
+
+impl Authorization {
+    /// Entry `i` of the request history (0 = the first message).
+    pub fn entry(&self, i: u16) -> Option<&RequestEntry> {
+        if i == 0 {
+            Some(&self.first)
+        } else {
+            self.more.get(usize::from(i) - 1)
+        }
+    }
+
+    /// All history entries in order.
+    pub fn history(&self) -> impl Iterator<Item = &RequestEntry> {
+        std::iter::once(&self.first).chain(self.more.iter())
+    }
+
+    /// Appends an entry; returns its index, or `None` when the history is full.
+    pub fn push_entry(&mut self, e: RequestEntry) -> Option<u16> {
+        if 1 + self.more.len() >= HISTORY_MAX {
+            self.history_dropped = self.history_dropped.saturating_add(1);
+            return None;
+        }
+        self.more.push(e);
+        Some(self.more.len() as u16)
+    }
+
+    /// Six-digit approval code (DE38), derived from the id so replay gives the same code.
+    pub fn approval_code(&self) -> [u8; 6] {
+        approval_code_for(self.id)
+    }
+}
+
+/// DE38 approval code of an authorization id: six decimal digits of a mixed id.
+pub fn approval_code_for(id: AuthorizationId) -> [u8; 6] {
+    // splitmix64 finalizer: consecutive ids give unrelated-looking codes.
+    let mut z = id.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let mut n = z % 1_000_000;
+    let mut out = [b'0'; 6];
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out
+}
+
+/// Where a transaction key points: the authorization and the history entry of the message
+/// that carried it, plus that message's content hash (to tell a retransmission from a
+/// different message reusing the key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEntry {
+    pub auth_seq: u64,
+    pub content_hash: u64,
+    pub entry: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionKind {
+    Capture,
+    Refund,
+    ForceCapture,
+}
+
+/// A capture, refund or force capture, in account currency. A positive amount moved money
+/// out of the account (capture), a refund credits it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transaction {
+    pub id: TransactionId,
+    pub kind: TransactionKind,
+    pub card: CardId,
+    pub authorization: Option<AuthorizationId>,
+    pub amount_minor: i64,
+    /// For a capture: how much of it has been refunded so far.
+    pub refunded_minor: i64,
+    pub created_s: i64,
+    pub merchant: MerchantData,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn approval_codes_are_six_digits_and_stable() {
+        let a = approval_code_for(AuthorizationId::new(0, 1));
+        let b = approval_code_for(AuthorizationId::new(0, 2));
+        assert!(a.iter().all(u8::is_ascii_digit));
+        assert_ne!(a, b);
+        assert_eq!(a, approval_code_for(AuthorizationId::new(0, 1)));
+    }
+}

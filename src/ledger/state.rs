@@ -1,0 +1,535 @@
+//! The shard state machine: accounts, cardholders, cards, authorizations and transactions of
+//! one shard, and `apply`, the only way to change them.
+//!
+//! `apply(state, command, now_s)` is deterministic: no I/O, no clock, no randomness, and ids
+//! come from per-shard counters, so replaying the WAL's `(now_s, Command)` records into a
+//! fresh state (or into a snapshot) rebuilds the same state, byte for byte of its digest.
+
+use super::command::{Command, CommandError, Outcome, ProgramConfig, TxnKey};
+use super::records::{Authorization, KeyEntry, Transaction};
+use crate::domain::controls::{normalize_limits, validate_limits, SpendingControls};
+use crate::domain::currency::AMOUNT_MINOR_MAX;
+use crate::domain::entities::{boxed_controls, Account, Card, Cardholder, NAME_LEN_MAX};
+use crate::domain::ids::ID_SEQ_MAX;
+use crate::domain::{
+    AccountId, AccountStatus, AuthorizationId, CardId, CardStatus, CardholderId, CardholderStatus,
+    Currency,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Most accounts per shard.
+pub const ACCOUNTS_MAX: usize = 1 << 22;
+/// Most cardholders per shard.
+pub const CARDHOLDERS_MAX: usize = 1 << 24;
+/// Most cards per shard.
+pub const CARDS_MAX: usize = 1 << 24;
+/// Most authorization slots per shard (live records plus purged slots not yet trimmed).
+pub const AUTHORIZATION_SLOTS_MAX: usize = 1 << 24;
+/// Most transaction slots per shard.
+pub const TRANSACTION_SLOTS_MAX: usize = 1 << 24;
+/// Most entries in the transaction-key index.
+pub const KEYS_MAX: usize = 1 << 25;
+/// Most records one `ExpireHolds` looks at; it reports `more` when it stopped there.
+pub const EXPIRE_SCAN_MAX: usize = 1 << 20;
+/// Longest hold expiry or retention age accepted in the program config (400 days).
+pub const AGE_S_MAX: i64 = 400 * 86_400;
+
+/// Hasher for `TxnKey`s: they are already uniformly distributed hash output, so the first
+/// eight bytes are used as they are (fast and deterministic).
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes.iter().take(8) {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+}
+
+pub(crate) type KeyMap<V> = HashMap<TxnKey, V, BuildHasherDefault<KeyHasher>>;
+
+/// A broken invariant found by `check_invariants` (or after loading a snapshot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvariantViolation {
+    #[error("{0}: funded + refunded - spent - held != available")]
+    Balance(AccountId),
+    #[error("{0}: held differs from the sum of its pending holds")]
+    Held(AccountId),
+    #[error("{0}: available below zero without an advice or over-capture")]
+    NegativeAvailable(AccountId),
+    #[error("{0}: holds funds but is not pending, or holds a negative amount")]
+    HoldState(AuthorizationId),
+    #[error("{0}: stored under another id or shard")]
+    Misplaced(u64),
+    #[error("{0}: currency not in the ISO 4217 table")]
+    Currency(AccountId),
+    #[error("a transaction key points to a missing authorization or entry")]
+    DanglingKey,
+}
+
+/// Why a snapshot could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot does not decode: {0}")]
+    Decode(#[from] postcard::Error),
+    #[error("snapshot decodes but is inconsistent: {0}")]
+    Invariant(#[from] InvariantViolation),
+}
+
+/// Held and available sums of one currency (for metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CurrencyTotals {
+    pub currency: Currency,
+    pub held_minor: i64,
+    pub available_minor: i64,
+}
+
+/// The state of one shard.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShardState {
+    pub(crate) shard: u16,
+    pub(crate) config: ProgramConfig,
+    pub(crate) accounts: Vec<Account>,
+    /// Accounts whose available balance an advice or over-capture pushed below zero.
+    pub(crate) overdrawn: Vec<u64>,
+    pub(crate) cardholders: Vec<Cardholder>,
+    pub(crate) cards: Vec<Card>,
+    /// Sequence of `auths[0]`; slots before it were purged.
+    pub(crate) auth_base_seq: u64,
+    pub(crate) auths: VecDeque<Option<Box<Authorization>>>,
+    pub(crate) txn_base_seq: u64,
+    pub(crate) txns: VecDeque<Option<Box<Transaction>>>,
+    pub(crate) keys: KeyMap<KeyEntry>,
+}
+
+/// Applies one command at time `now_s` (recorded with the command in the WAL).
+pub fn apply(state: &mut ShardState, cmd: &Command, now_s: i64) -> Outcome {
+    let result = match cmd {
+        Command::Authorize(req) => return Outcome::Authorization(state.authorize(req, now_s)),
+        Command::CreateAccount { currency } => state.create_account(*currency),
+        Command::UpdateAccount { account, status } => state.update_account(*account, *status),
+        Command::Fund {
+            account,
+            amount_minor,
+        } => state.fund(*account, *amount_minor),
+        Command::CreateCardholder {
+            account,
+            name,
+            status,
+            spending_controls,
+        } => state.create_cardholder(*account, name, *status, spending_controls),
+        Command::UpdateCardholder {
+            cardholder,
+            name,
+            status,
+            spending_controls,
+        } => state.update_cardholder(
+            *cardholder,
+            name.as_deref(),
+            *status,
+            spending_controls.as_ref(),
+        ),
+        Command::CreateCard { .. } => state.create_card(cmd),
+        Command::UpdateCard {
+            card,
+            status,
+            spending_controls,
+        } => state.update_card(*card, *status, spending_controls.as_ref()),
+        Command::SetProgramConfig(config) => state.set_config(config),
+        Command::ExpireHolds => Ok(state.expire_holds(now_s)),
+    };
+    result.unwrap_or_else(Outcome::Rejected)
+}
+
+fn invalid(param: &'static str, reason: &'static str) -> CommandError {
+    CommandError::Invalid { param, reason }
+}
+
+fn checked_controls(c: &SpendingControls) -> Result<SpendingControls, CommandError> {
+    let mut c = c.clone();
+    c.normalize();
+    c.validate().map_err(CommandError::Controls)?;
+    Ok(c)
+}
+
+impl ShardState {
+    /// An empty shard.
+    pub fn new(shard: u16) -> Self {
+        Self {
+            shard,
+            config: ProgramConfig::default(),
+            accounts: Vec::new(),
+            overdrawn: Vec::new(),
+            cardholders: Vec::new(),
+            cards: Vec::new(),
+            auth_base_seq: 0,
+            auths: VecDeque::new(),
+            txn_base_seq: 0,
+            txns: VecDeque::new(),
+            keys: KeyMap::default(),
+        }
+    }
+
+    /// This shard's index.
+    pub fn shard(&self) -> u16 {
+        self.shard
+    }
+
+    /// The program config in force.
+    pub fn config(&self) -> &ProgramConfig {
+        &self.config
+    }
+
+    pub(crate) fn account_index(&self, id: AccountId) -> Option<usize> {
+        let i = usize::try_from(id.seq()).ok()?;
+        (id.shard() == self.shard && i < self.accounts.len()).then_some(i)
+    }
+
+    pub(crate) fn cardholder_index(&self, id: CardholderId) -> Option<usize> {
+        let i = usize::try_from(id.seq()).ok()?;
+        (id.shard() == self.shard && i < self.cardholders.len()).then_some(i)
+    }
+
+    pub(crate) fn card_index(&self, id: CardId) -> Option<usize> {
+        let i = usize::try_from(id.seq()).ok()?;
+        (id.shard() == self.shard && i < self.cards.len()).then_some(i)
+    }
+
+    /// Account index of a card (through its cardholder).
+    pub(crate) fn card_account(&self, card_i: usize) -> usize {
+        let ch = self.cards[card_i].cardholder.seq() as usize;
+        self.cardholders[ch].account.seq() as usize
+    }
+
+    pub(crate) fn auth(&self, seq: u64) -> Option<&Authorization> {
+        let i = usize::try_from(seq.checked_sub(self.auth_base_seq)?).ok()?;
+        self.auths.get(i)?.as_deref()
+    }
+
+    pub(crate) fn auth_mut(&mut self, seq: u64) -> Option<&mut Authorization> {
+        let i = usize::try_from(seq.checked_sub(self.auth_base_seq)?).ok()?;
+        self.auths.get_mut(i)?.as_deref_mut()
+    }
+
+    pub(crate) fn next_auth_seq(&self) -> u64 {
+        self.auth_base_seq + self.auths.len() as u64
+    }
+
+    /// Room for one more authorization and its key, checked before anything is changed.
+    pub(crate) fn auth_room(&self) -> bool {
+        self.auths.len() < AUTHORIZATION_SLOTS_MAX
+            && self.keys.len() < KEYS_MAX
+            && self.next_auth_seq() < ID_SEQ_MAX
+    }
+
+    pub(crate) fn push_auth(&mut self, a: Authorization) {
+        assert_eq!(a.id, AuthorizationId::new(self.shard, self.next_auth_seq()));
+        assert!(self.auths.len() < AUTHORIZATION_SLOTS_MAX);
+        self.auths.push_back(Some(Box::new(a)));
+    }
+
+    pub(crate) fn txn(&self, seq: u64) -> Option<&Transaction> {
+        let i = usize::try_from(seq.checked_sub(self.txn_base_seq)?).ok()?;
+        self.txns.get(i)?.as_deref()
+    }
+
+    fn create_account(&mut self, currency: Currency) -> Result<Outcome, CommandError> {
+        if !currency.is_known() {
+            return Err(invalid("currency", "not an active ISO 4217 currency"));
+        }
+        if self.accounts.len() >= ACCOUNTS_MAX {
+            return Err(CommandError::CapacityReached { what: "accounts" });
+        }
+        let id = AccountId::new(self.shard, self.accounts.len() as u64);
+        self.accounts.push(Account {
+            id,
+            currency,
+            status: AccountStatus::Active,
+            funded_minor: 0,
+            refunded_minor: 0,
+            spent_minor: 0,
+            held_minor: 0,
+            available_minor: 0,
+        });
+        Ok(Outcome::AccountCreated(id))
+    }
+
+    fn update_account(
+        &mut self,
+        id: AccountId,
+        status: Option<AccountStatus>,
+    ) -> Result<Outcome, CommandError> {
+        let i = self
+            .account_index(id)
+            .ok_or(CommandError::NotFound { param: "account" })?;
+        if let Some(s) = status {
+            self.accounts[i].status = s;
+        }
+        Ok(Outcome::Updated)
+    }
+
+    fn fund(&mut self, id: AccountId, amount_minor: i64) -> Result<Outcome, CommandError> {
+        let i = self
+            .account_index(id)
+            .ok_or(CommandError::NotFound { param: "account" })?;
+        if amount_minor <= 0 || amount_minor > AMOUNT_MINOR_MAX {
+            return Err(invalid("amount", "must be between 1 and 999999999999"));
+        }
+        let a = &mut self.accounts[i];
+        let overflow = CommandError::Overflow { param: "amount" };
+        let funded = a.funded_minor.checked_add(amount_minor).ok_or(overflow)?;
+        let available = a
+            .available_minor
+            .checked_add(amount_minor)
+            .ok_or(overflow)?;
+        a.funded_minor = funded;
+        a.available_minor = available;
+        Ok(Outcome::Funded {
+            available_minor: available,
+        })
+    }
+
+    fn create_cardholder(
+        &mut self,
+        account: AccountId,
+        name: &str,
+        status: CardholderStatus,
+        controls: &SpendingControls,
+    ) -> Result<Outcome, CommandError> {
+        self.account_index(account)
+            .ok_or(CommandError::NotFound { param: "account" })?;
+        check_name(name)?;
+        let controls = checked_controls(controls)?;
+        if self.cardholders.len() >= CARDHOLDERS_MAX {
+            return Err(CommandError::CapacityReached {
+                what: "cardholders",
+            });
+        }
+        let id = CardholderId::new(self.shard, self.cardholders.len() as u64);
+        self.cardholders.push(Cardholder {
+            id,
+            account,
+            name: name.to_string(),
+            status,
+            controls: boxed_controls(controls),
+            usage: None,
+        });
+        Ok(Outcome::CardholderCreated(id))
+    }
+
+    fn update_cardholder(
+        &mut self,
+        id: CardholderId,
+        name: Option<&str>,
+        status: Option<CardholderStatus>,
+        controls: Option<&SpendingControls>,
+    ) -> Result<Outcome, CommandError> {
+        let i = self.cardholder_index(id).ok_or(CommandError::NotFound {
+            param: "cardholder",
+        })?;
+        if let Some(n) = name {
+            check_name(n)?;
+        }
+        let controls = controls.map(checked_controls).transpose()?;
+        let ch = &mut self.cardholders[i];
+        if let Some(n) = name {
+            ch.name = n.to_string();
+        }
+        if let Some(s) = status {
+            ch.status = s;
+        }
+        if let Some(c) = controls {
+            ch.controls = boxed_controls(c);
+        }
+        Ok(Outcome::Updated)
+    }
+
+    fn create_card(&mut self, cmd: &Command) -> Result<Outcome, CommandError> {
+        let Command::CreateCard {
+            cardholder,
+            pan_hash,
+            last4,
+            exp_month,
+            exp_year,
+            status,
+            spending_controls,
+            replacement_for,
+        } = cmd
+        else {
+            unreachable!("create_card is only called with CreateCard");
+        };
+        self.cardholder_index(*cardholder)
+            .ok_or(CommandError::NotFound {
+                param: "cardholder",
+            })?;
+        if !last4.iter().all(u8::is_ascii_digit) {
+            return Err(invalid("last4", "must be four digits"));
+        }
+        if !(1..=12).contains(exp_month) {
+            return Err(invalid("exp_month", "must be 1 to 12"));
+        }
+        if !(2000..=2099).contains(exp_year) {
+            return Err(invalid("exp_year", "must be 2000 to 2099"));
+        }
+        let controls = checked_controls(spending_controls)?;
+        let id = CardId::new(self.shard, self.cards.len() as u64);
+        let usage_root = match replacement_for {
+            None => id,
+            Some(old) => {
+                let oi = self.card_index(*old).ok_or(CommandError::NotFound {
+                    param: "replacement_for",
+                })?;
+                if self.cards[oi].cardholder != *cardholder {
+                    return Err(invalid("replacement_for", "card of another cardholder"));
+                }
+                self.cards[oi].usage_root
+            }
+        };
+        if self.cards.len() >= CARDS_MAX {
+            return Err(CommandError::CapacityReached { what: "cards" });
+        }
+        self.cards.push(Card {
+            id,
+            cardholder: *cardholder,
+            pan_hash: *pan_hash,
+            last4: *last4,
+            exp_month: *exp_month,
+            exp_year: *exp_year,
+            status: *status,
+            controls: boxed_controls(controls),
+            replacement_for: *replacement_for,
+            usage_root,
+            usage: None,
+        });
+        Ok(Outcome::CardCreated(id))
+    }
+
+    fn update_card(
+        &mut self,
+        id: CardId,
+        status: Option<CardStatus>,
+        controls: Option<&SpendingControls>,
+    ) -> Result<Outcome, CommandError> {
+        let i = self
+            .card_index(id)
+            .ok_or(CommandError::NotFound { param: "card" })?;
+        let controls = controls.map(checked_controls).transpose()?;
+        let card = &mut self.cards[i];
+        if let Some(s) = status {
+            // Canceled, lost and stolen are final, as in Stripe.
+            let final_state = matches!(
+                card.status,
+                CardStatus::Canceled | CardStatus::Lost | CardStatus::Stolen
+            );
+            if final_state && s != card.status {
+                return Err(invalid("status", "card is canceled, lost or stolen"));
+            }
+            card.status = s;
+        }
+        if let Some(c) = controls {
+            card.controls = boxed_controls(c);
+        }
+        Ok(Outcome::Updated)
+    }
+
+    fn set_config(&mut self, config: &ProgramConfig) -> Result<Outcome, CommandError> {
+        let mut config = config.clone();
+        normalize_limits(&mut config.default_spending_limits);
+        validate_limits(&config.default_spending_limits).map_err(CommandError::Controls)?;
+        let ages = [
+            ("hold_expiry_s", config.hold_expiry_s),
+            ("hold_expiry_lodging_s", config.hold_expiry_lodging_s),
+            ("retention_s", config.retention_s),
+        ];
+        for (param, age_s) in ages {
+            if !(1..=AGE_S_MAX).contains(&age_s) {
+                return Err(invalid(param, "must be between 1 second and 400 days"));
+            }
+        }
+        self.config = config;
+        Ok(Outcome::ConfigSet)
+    }
+
+    /// Every card's PAN hash and id, to rebuild the routing index after recovery.
+    pub fn cards_for_index(&self) -> impl Iterator<Item = ([u8; 32], CardId)> + '_ {
+        self.cards.iter().map(|c| (c.pan_hash, c.id))
+    }
+
+    /// Held and available sums per currency, sorted by currency code.
+    pub fn totals_by_currency(&self) -> Vec<CurrencyTotals> {
+        let mut out: Vec<CurrencyTotals> = Vec::new();
+        for a in &self.accounts {
+            match out.iter_mut().find(|t| t.currency == a.currency) {
+                Some(t) => {
+                    t.held_minor = t.held_minor.saturating_add(a.held_minor);
+                    t.available_minor = t.available_minor.saturating_add(a.available_minor);
+                }
+                None => out.push(CurrencyTotals {
+                    currency: a.currency,
+                    held_minor: a.held_minor,
+                    available_minor: a.available_minor,
+                }),
+            }
+        }
+        out.sort_by_key(|t| t.currency);
+        out
+    }
+
+    /// Number of authorization records currently kept (for tests and metrics).
+    pub fn authorization_count(&self) -> usize {
+        self.auths.iter().filter(|a| a.is_some()).count()
+    }
+
+    /// Number of entries in the transaction-key index.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Postcard encoding of the whole state, for WAL snapshots.
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("state encodes")
+    }
+
+    /// Loads a snapshot and checks its invariants before trusting it.
+    pub fn from_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        let state: Self = postcard::from_bytes(bytes)?;
+        state.check_invariants()?;
+        Ok(state)
+    }
+
+    /// blake3 over a canonical encoding: every part in id order, the key index sorted.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        hash_part(
+            &mut h,
+            &(self.shard, &self.config, &self.accounts, &self.overdrawn),
+        );
+        hash_part(&mut h, &(&self.cardholders, &self.cards));
+        hash_part(&mut h, &(self.auth_base_seq, &self.auths));
+        hash_part(&mut h, &(self.txn_base_seq, &self.txns));
+        let mut keys: Vec<(&TxnKey, &KeyEntry)> = self.keys.iter().collect();
+        keys.sort_unstable_by_key(|(k, _)| **k);
+        hash_part(&mut h, &keys);
+        *h.finalize().as_bytes()
+    }
+}
+
+/// Feeds one length-prefixed postcard-encoded part into the digest.
+fn hash_part<T: Serialize>(h: &mut blake3::Hasher, part: &T) {
+    let bytes = postcard::to_allocvec(part).expect("state encodes");
+    h.update(&(bytes.len() as u64).to_le_bytes());
+    h.update(&bytes);
+}
+
+fn check_name(name: &str) -> Result<(), CommandError> {
+    if name.is_empty() || name.len() > NAME_LEN_MAX {
+        return Err(invalid("name", "must be 1 to 64 bytes"));
+    }
+    Ok(())
+}

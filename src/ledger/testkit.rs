@@ -1,0 +1,127 @@
+//! Builders for tests and benchmarks: a funded account with a cardholder and a card, and
+//! authorization requests with sensible defaults. Not used by the switch itself.
+
+use super::command::{AuthKind, AuthRequest, Command, MerchantData, Outcome, TxnKey};
+use super::state::{apply, ShardState};
+use crate::domain::controls::{Presence, SpendingControls};
+use crate::domain::{AccountId, CardId, CardStatus, CardholderId, CardholderStatus, Currency};
+
+/// 2024-03-15 12:00:00 UTC, a Friday.
+pub const T0_S: i64 = 1_710_504_000;
+/// ISO 4217 numeric code of the US dollar.
+pub const USD: u16 = 840;
+
+/// One account, one cardholder, one card (usd, expiring 12/2030).
+pub struct Fixture {
+    pub state: ShardState,
+    pub account: AccountId,
+    pub cardholder: CardholderId,
+    pub card: CardId,
+}
+
+/// Applies an admin command and returns its outcome, panicking on a rejection (tests only).
+pub fn admin(state: &mut ShardState, cmd: Command, now_s: i64) -> Outcome {
+    let out = apply(state, &cmd, now_s);
+    assert!(!matches!(out, Outcome::Rejected(_)), "rejected: {out:?}");
+    out
+}
+
+impl Fixture {
+    /// A shard with a usd account funded with `funded_minor` (none if 0).
+    pub fn new(funded_minor: i64) -> Self {
+        let mut state = ShardState::new(1);
+        let usd = Currency::from_numeric(USD).expect("usd");
+        let Outcome::AccountCreated(account) =
+            admin(&mut state, Command::CreateAccount { currency: usd }, T0_S)
+        else {
+            panic!("account not created")
+        };
+        if funded_minor > 0 {
+            admin(
+                &mut state,
+                Command::Fund {
+                    account,
+                    amount_minor: funded_minor,
+                },
+                T0_S,
+            );
+        }
+        let cmd = Command::CreateCardholder {
+            account,
+            name: "Jenny Rosen".into(),
+            status: CardholderStatus::Active,
+            spending_controls: SpendingControls::default(),
+        };
+        let Outcome::CardholderCreated(cardholder) = admin(&mut state, cmd, T0_S) else {
+            panic!("cardholder not created")
+        };
+        let mut f = Self {
+            state,
+            account,
+            cardholder,
+            card: CardId(0),
+        };
+        f.card = f.add_card(SpendingControls::default(), None);
+        f
+    }
+
+    /// Adds an active card (12/2030) to the cardholder.
+    pub fn add_card(
+        &mut self,
+        controls: SpendingControls,
+        replacement_for: Option<CardId>,
+    ) -> CardId {
+        let cmd = Command::CreateCard {
+            cardholder: self.cardholder,
+            pan_hash: [self.state_cards_len() as u8; 32],
+            last4: *b"4242",
+            exp_month: 12,
+            exp_year: 2030,
+            status: CardStatus::Active,
+            spending_controls: controls,
+            replacement_for,
+        };
+        match admin(&mut self.state, cmd, T0_S) {
+            Outcome::CardCreated(id) => id,
+            other => panic!("card not created: {other:?}"),
+        }
+    }
+
+    fn state_cards_len(&self) -> usize {
+        self.state.cards_for_index().count()
+    }
+}
+
+/// A usd purchase of `amount_minor` on `card`, key derived from `n`.
+pub fn purchase(card: CardId, n: u32, amount_minor: i64) -> AuthRequest {
+    AuthRequest {
+        card,
+        key: key(n),
+        content_hash: u64::from(n),
+        kind: AuthKind::Purchase,
+        amount_minor,
+        currency: USD,
+        billing_amount_minor: None,
+        billing_currency: None,
+        mcc: 5411,
+        merchant_country: Some(*b"US"),
+        presence: Presence::Present,
+        partial_ok: false,
+        expiry_presented: None,
+        original: None,
+        merchant: MerchantData::new(
+            b"CORNER GROCERY",
+            b"SPRINGFIELD",
+            b"US",
+            b"TERM0001",
+            b"MID000000000001",
+        ),
+        stan: n,
+        rrn: *b"000000000001",
+    }
+}
+
+/// Transaction key number `n` (acquirer 123456, STAN n, fixed transmission time).
+pub fn key(n: u32) -> TxnKey {
+    TxnKey::derive(b"123456", n, b"0315120000")
+}
