@@ -308,10 +308,10 @@ fn encode_validates_against_the_dictionary() {
         (
             {
                 let mut b = MessageBuilder::new(Mti::new(110));
-                b.set_number(41, 1);
+                b.set_number(52, 1);
                 b
             },
-            EncodeError::NotNumeric { field: 41 },
+            EncodeError::NotNumeric { field: 52 },
         ),
         (
             {

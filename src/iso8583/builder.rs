@@ -84,7 +84,7 @@ impl<'a> MessageBuilder<'a> {
         self.put(field, Slot::Text(value))
     }
 
-    /// Sets a numeric field; zero-padded to a fixed field's length.
+    /// Sets a number in an `n`, `an` or `ans` field; zero-padded to a fixed field's length.
     pub fn set_number(&mut self, field: u8, value: u64) -> &mut Self {
         self.put(field, Slot::Number(value))
     }
@@ -216,7 +216,12 @@ fn write_number(
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
     let field = spec.number;
-    if spec.field_type != FieldType::Numeric {
+    // Digits are valid text too: currency codes (DE49-51, `an`) are set as numbers.
+    let digits_allowed = matches!(
+        spec.field_type,
+        FieldType::Numeric | FieldType::AlphaNumeric | FieldType::AlphaNumericSpecial
+    );
+    if !digits_allowed {
         return Err(EncodeError::NotNumeric { field });
     }
     let mut digits = [b'0'; U64_DIGITS_MAX];
