@@ -252,17 +252,30 @@ fn errors_never_show_field_values() {
     }
 }
 
+/// Encodes a 0110 with the fields `set` puts in; returns the error, checking that the
+/// output buffer is left as it was.
+fn encode_error(set: impl FnOnce(&mut MessageBuilder)) -> String {
+    let mut builder = MessageBuilder::new(Mti::new(110));
+    set(&mut builder);
+    let mut out = BytesMut::from(&b"keep"[..]);
+    let err = builder
+        .encode(&WireFormat::default(), &mut out)
+        .unwrap_err();
+    assert_eq!(
+        &out[..],
+        b"keep",
+        "a failed encode leaves the buffer as it was"
+    );
+    err.to_string()
+}
+
 #[test]
 fn encode_validates_against_the_dictionary() {
-    let format = WireFormat::default();
-    let mut out = BytesMut::from(&b"keep"[..]);
-    let cases: Vec<(MessageBuilder, EncodeError)> = vec![
+    let cases: [(String, EncodeError); 6] = [
         (
-            {
-                let mut b = MessageBuilder::new(Mti::new(110));
+            encode_error(|b| {
                 b.set_text(2, b"41111111111111111111");
-                b
-            },
+            }),
             EncodeError::FieldTooLong {
                 field: 2,
                 len: 20,
@@ -270,11 +283,9 @@ fn encode_validates_against_the_dictionary() {
             },
         ),
         (
-            {
-                let mut b = MessageBuilder::new(Mti::new(110));
+            encode_error(|b| {
                 b.set_text(39, b"0");
-                b
-            },
+            }),
             EncodeError::WrongLength {
                 field: 39,
                 len: 1,
@@ -282,11 +293,9 @@ fn encode_validates_against_the_dictionary() {
             },
         ),
         (
-            {
-                let mut b = MessageBuilder::new(Mti::new(110));
+            encode_error(|b| {
                 b.set_text(4, b"00000000012A");
-                b
-            },
+            }),
             EncodeError::BadValue {
                 field: 4,
                 fault: ValueFault::NotDigit,
@@ -294,11 +303,9 @@ fn encode_validates_against_the_dictionary() {
             },
         ),
         (
-            {
-                let mut b = MessageBuilder::new(Mti::new(110));
+            encode_error(|b| {
                 b.set_number(11, 1_234_567);
-                b
-            },
+            }),
             EncodeError::NumberTooLarge {
                 field: 11,
                 digits: 7,
@@ -306,30 +313,20 @@ fn encode_validates_against_the_dictionary() {
             },
         ),
         (
-            {
-                let mut b = MessageBuilder::new(Mti::new(110));
+            encode_error(|b| {
                 b.set_number(52, 1);
-                b
-            },
+            }),
             EncodeError::NotNumeric { field: 52 },
         ),
         (
-            {
-                let mut b = MessageBuilder::new(Mti::new(110));
+            encode_error(|b| {
                 b.set_number(11, 1).set_text(65, b"x");
-                b
-            },
+            }),
             EncodeError::InvalidField { field: 65 },
         ),
     ];
-    for (builder, expected) in cases {
-        let err = builder.encode(&format, &mut out).unwrap_err();
-        assert_eq!(err.to_string(), expected.to_string());
-        assert_eq!(
-            &out[..],
-            b"keep",
-            "a failed encode leaves the buffer as it was"
-        );
+    for (got, expected) in cases {
+        assert_eq!(got, expected.to_string());
     }
 }
 

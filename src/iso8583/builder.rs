@@ -105,18 +105,14 @@ impl<'a> MessageBuilder<'a> {
     /// Appends the encoded message to `out`, validating every value against the dictionary.
     pub fn encode(&self, format: &WireFormat, out: &mut BytesMut) -> Result<(), EncodeError> {
         let start = out.len();
-        let result = self.encode_unchecked_rollback(format, out);
+        let result = self.encode_into(format, out);
         if result.is_err() {
             out.truncate(start);
         }
         result
     }
 
-    fn encode_unchecked_rollback(
-        &self,
-        format: &WireFormat,
-        out: &mut BytesMut,
-    ) -> Result<(), EncodeError> {
+    fn encode_into(&self, format: &WireFormat, out: &mut BytesMut) -> Result<(), EncodeError> {
         if let Some(field) = self.invalid_field {
             return Err(EncodeError::InvalidField { field });
         }
