@@ -111,7 +111,10 @@ pub struct FaultPlan {
 pub enum FaultPlanError {
     #[error("fault plan must look like `name=N`")]
     MissingEquals,
-    #[error("unknown fault `{0}`; expected write_fail_after, short_write_after, enospc_after or fsync_fail_after")]
+    #[error(
+        "unknown fault `{0}`; expected write_fail_after, short_write_after, enospc_after \
+         or fsync_fail_after"
+    )]
     UnknownFault(String),
     #[error("fault count `{0}` is not a non-negative integer")]
     BadCount(String),
