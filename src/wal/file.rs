@@ -37,14 +37,10 @@ pub struct RealFile {
 }
 
 impl RealFile {
-    /// Opens (creating if needed) a segment for writing; never truncates.
+    /// Opens an existing segment for writing; never creates nor truncates (a missing tail
+    /// segment is an error, not a silent fresh file at the wrong offset).
     pub fn open(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
         Ok(Self { file })
     }
 
