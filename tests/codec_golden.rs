@@ -241,3 +241,16 @@ fn typed_views_of_responses_reversals_and_network_management() {
         assert_eq!(echo.mti().response(), Some(Mti::new(810)));
     }
 }
+
+#[test]
+fn peek_reads_mti_and_stan_of_a_body_that_fails_to_decode() {
+    for encoding in ENCODINGS {
+        let format = format_of(encoding);
+        let mut body = load("0100", encoding).to_vec();
+        body.push(0x00);
+        let body = Bytes::from(body);
+        assert!(Message::decode(body.clone(), &format).is_err());
+        let peeked = authswitch::iso8583::peek_mti_stan(&body, &format);
+        assert_eq!(peeked, Some((Mti::new(100), 123456)), "{encoding}");
+    }
+}

@@ -147,3 +147,38 @@ fn fault_counts_writes_across_rotated_segments() {
     writer.shutdown();
     assert_eq!(recovered_lsns(dir.path()).1, vec![1, 2, 3]);
 }
+
+#[test]
+fn writer_panic_on_a_malformed_batch_fails_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let writer: WalWriter<Done> =
+        WalWriter::start(WalConfig::new(dir.path(), 0), &Recovered::empty()).unwrap();
+    submit(&writer, 1, 2, &log);
+    wait_for(&log, 2);
+    // LSN 5 does not continue the log at 3: a shard bug, the writer asserts.
+    let mut bytes = Vec::new();
+    encode_record(&mut bytes, 5, 1, b"x");
+    writer.submit(Batch {
+        bytes,
+        last_lsn: 5,
+        completions: Vec::new(),
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while writer.failed().is_none() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let gone = WalFailed {
+        reason: WalFailReason::WriterGone,
+        first_lsn: 3,
+        os_error: None,
+    };
+    assert_eq!(writer.failed(), Some(gone));
+    // Give the dying thread time to close its queue, then a submit is refused at once.
+    std::thread::sleep(Duration::from_millis(50));
+    submit(&writer, 3, 3, &log);
+    assert_eq!(log.lock().unwrap().last(), Some(&(3, Err(gone))));
+    writer.shutdown();
+    assert_eq!(recovered_lsns(dir.path()).1, vec![1, 2]);
+}

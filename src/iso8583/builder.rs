@@ -84,7 +84,7 @@ impl<'a> MessageBuilder<'a> {
         self.put(field, Slot::Text(value))
     }
 
-    /// Sets a numeric field; zero-padded to a fixed field's length.
+    /// Sets a number in an `n`, `an` or `ans` field; zero-padded to a fixed field's length.
     pub fn set_number(&mut self, field: u8, value: u64) -> &mut Self {
         self.put(field, Slot::Number(value))
     }
@@ -105,18 +105,14 @@ impl<'a> MessageBuilder<'a> {
     /// Appends the encoded message to `out`, validating every value against the dictionary.
     pub fn encode(&self, format: &WireFormat, out: &mut BytesMut) -> Result<(), EncodeError> {
         let start = out.len();
-        let result = self.encode_unchecked_rollback(format, out);
+        let result = self.encode_into(format, out);
         if result.is_err() {
             out.truncate(start);
         }
         result
     }
 
-    fn encode_unchecked_rollback(
-        &self,
-        format: &WireFormat,
-        out: &mut BytesMut,
-    ) -> Result<(), EncodeError> {
+    fn encode_into(&self, format: &WireFormat, out: &mut BytesMut) -> Result<(), EncodeError> {
         if let Some(field) = self.invalid_field {
             return Err(EncodeError::InvalidField { field });
         }
@@ -216,7 +212,12 @@ fn write_number(
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
     let field = spec.number;
-    if spec.field_type != FieldType::Numeric {
+    // Digits are valid text too: currency codes (DE49-51, `an`) are set as numbers.
+    let digits_allowed = matches!(
+        spec.field_type,
+        FieldType::Numeric | FieldType::AlphaNumeric | FieldType::AlphaNumericSpecial
+    );
+    if !digits_allowed {
         return Err(EncodeError::NotNumeric { field });
     }
     let mut digits = [b'0'; U64_DIGITS_MAX];

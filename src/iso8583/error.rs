@@ -97,7 +97,7 @@ pub enum EncodeError {
         fault: ValueFault,
         position: usize,
     },
-    #[error("DE{field} is not numeric, set_number does not apply")]
+    #[error("DE{field} cannot hold digits, set_number does not apply")]
     NotNumeric { field: u8 },
     #[error("DE{field}: number has {digits} digits, the field holds {max}")]
     NumberTooLarge {

@@ -62,12 +62,39 @@ pub enum Charset {
     Ebcdic,
 }
 
-/// Complete description of one listener's wire format.
+/// Complete description of one listener's wire format. Missing keys in a config take the
+/// defaults (binary2 header, no TPDU, binary bitmap, ASCII).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WireFormat {
     pub header: LengthHeader,
     /// A 5-byte TPDU follows the length header.
     pub tpdu: bool,
     pub bitmap: BitmapEncoding,
     pub charset: Charset,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_names_are_snake_case_and_missing_keys_default() {
+        let format: WireFormat =
+            serde_json::from_str(r#"{"header": "ascii4", "charset": "ebcdic"}"#).unwrap();
+        assert_eq!(
+            format,
+            WireFormat {
+                header: LengthHeader::Ascii4,
+                tpdu: false,
+                bitmap: BitmapEncoding::Binary,
+                charset: Charset::Ebcdic
+            }
+        );
+        let json = serde_json::to_string(&WireFormat::default()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"header":"binary2","tpdu":false,"bitmap":"binary","charset":"ascii"}"#
+        );
+    }
 }

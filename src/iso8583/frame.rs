@@ -209,21 +209,20 @@ impl Encoder<Frame> for FrameCodec {
     type Error = FrameError;
 
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), FrameError> {
-        let tpdu = if frame.body.is_empty() {
-            None
-        } else {
-            frame.tpdu
-        };
-        if frame.body.is_empty() && frame.tpdu.is_none() {
-            // Keepalive: a bare zero length.
+        if frame.body.is_empty() {
+            // Keepalive: a bare zero length, never a TPDU.
             let start = dst.len();
             dst.put_bytes(0, self.header.header_len());
             self.patch_header(&mut dst[start..], 0);
             return Ok(());
         }
-        self.write_with(tpdu, dst, |out: &mut BytesMut| -> Result<(), FrameError> {
-            out.extend_from_slice(&frame.body);
-            Ok(())
-        })
+        self.write_with(
+            frame.tpdu,
+            dst,
+            |out: &mut BytesMut| -> Result<(), FrameError> {
+                out.extend_from_slice(&frame.body);
+                Ok(())
+            },
+        )
     }
 }

@@ -37,14 +37,10 @@ pub struct RealFile {
 }
 
 impl RealFile {
-    /// Opens (creating if needed) a segment for writing; never truncates.
+    /// Opens an existing segment for writing; never creates nor truncates (a missing tail
+    /// segment is an error, not a silent fresh file at the wrong offset).
     pub fn open(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
         Ok(Self { file })
     }
 
@@ -111,7 +107,10 @@ pub struct FaultPlan {
 pub enum FaultPlanError {
     #[error("fault plan must look like `name=N`")]
     MissingEquals,
-    #[error("unknown fault `{0}`; expected write_fail_after, short_write_after, enospc_after or fsync_fail_after")]
+    #[error(
+        "unknown fault `{0}`; expected write_fail_after, short_write_after, enospc_after \
+         or fsync_fail_after"
+    )]
     UnknownFault(String),
     #[error("fault count `{0}` is not a non-negative integer")]
     BadCount(String),

@@ -72,6 +72,12 @@ impl WalConfig {
         }
     }
 
+    /// Largest payload a record may carry; the ledger must not encode larger ones (the writer
+    /// asserts on a batch holding one).
+    pub fn payload_len_max(&self) -> usize {
+        self.record_len_max as usize - record::RECORD_FIXED_BYTES
+    }
+
     /// Recovery options matching this writer configuration.
     pub fn recover_options(&self) -> RecoverOptions {
         RecoverOptions {

@@ -89,7 +89,7 @@ pub enum RecoveryError {
         offset: u64,
         reason: String,
     },
-    #[error("WAL records missing: expected lsn {expected_lsn}, first segment {file} starts at {found_lsn}")]
+    #[error("WAL records missing: expected lsn {expected_lsn}, {file} starts at {found_lsn}")]
     Gap {
         file: PathBuf,
         expected_lsn: u64,

@@ -319,10 +319,14 @@ struct WriterMetrics {
 
 impl WriterMetrics {
     fn new(shard: &str) -> Self {
+        let s = || shard.to_string();
+        let fsync_seconds = metrics::histogram!("authswitch_wal_fsync_seconds", "shard" => s());
+        let batch_records = metrics::histogram!("authswitch_wal_batch_records", "shard" => s());
+        let bytes_total = metrics::counter!("authswitch_wal_bytes_total", "shard" => s());
         Self {
-            fsync_seconds: metrics::histogram!("authswitch_wal_fsync_seconds", "shard" => shard.to_string()),
-            batch_records: metrics::histogram!("authswitch_wal_batch_records", "shard" => shard.to_string()),
-            bytes_total: metrics::counter!("authswitch_wal_bytes_total", "shard" => shard.to_string()),
+            fsync_seconds,
+            batch_records,
+            bytes_total,
             shard: shard.to_string(),
         }
     }
@@ -343,8 +347,13 @@ struct WriterThread<C> {
 
 impl<C: Completion> WriterThread<C> {
     fn run(mut self, rx: Receiver<Msg<C>>) {
+        let guard = FailOnPanic {
+            shared: Arc::clone(&self.shared),
+            rx,
+            drain_max: self.cfg.batch_queue_max,
+        };
         // Ends on Shutdown or when the handle is gone; each message is one batch.
-        for msg in rx.iter() {
+        for msg in guard.rx.iter() {
             match msg {
                 Msg::Batch(batch) => self.handle(batch),
                 Msg::Shutdown => break,
@@ -435,8 +444,9 @@ impl<C: Completion> WriterThread<C> {
             Err(e) => return Err(self.fail(WalFailReason::CreateSegment, first_lsn, Some(&e))),
         }
         info!(
-            shard = self.cfg.shard, file = %path.display(), closed_first_lsn = self.segment.first_lsn,
-            closed_bytes = self.segment.len_bytes, "WAL: new segment"
+            shard = self.cfg.shard, file = %path.display(),
+            closed_first_lsn = self.segment.first_lsn, closed_bytes = self.segment.len_bytes,
+            "WAL: new segment"
         );
         self.segment = OpenSegment {
             path,
@@ -475,6 +485,43 @@ impl<C: Completion> WriterThread<C> {
             warn!(shard = self.cfg.shard, error = %e, "WAL: could not cut the failed batch");
         }
         failed
+    }
+}
+
+/// Owns the writer's receiving end. If the writer thread unwinds (a broken invariant, e.g. a
+/// malformed batch), marks the WAL failed with `WriterGone` and completes the batches still
+/// queued with that error, so the shard learns of it instead of waiting forever. The batch
+/// being processed when the panic hit is dropped without completion.
+struct FailOnPanic<C: Completion> {
+    shared: Arc<Shared>,
+    rx: Receiver<Msg<C>>,
+    drain_max: usize,
+}
+
+impl<C: Completion> Drop for FailOnPanic<C> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let first_lsn = self.shared.durable_lsn.load(Ordering::Acquire) + 1;
+        let failed = WalFailed {
+            reason: WalFailReason::WriterGone,
+            first_lsn,
+            os_error: None,
+        };
+        // An earlier failure stays the reason; queued batches get that one.
+        let failed = *self.shared.failed.lock().get_or_insert(failed);
+        self.shared.wake.notify_all();
+        error!(first_lsn, "WAL FAILED: writer thread panicked");
+        // At most the queue's capacity is waiting; later submits see the channel closed.
+        for _ in 0..=self.drain_max {
+            let Ok(Msg::Batch(batch)) = self.rx.try_recv() else {
+                break;
+            };
+            for completion in batch.completions {
+                completion.complete(Err(failed));
+            }
+        }
     }
 }
 

@@ -1,0 +1,99 @@
+//! Proves decode (and the typed views, and encoding into a buffer with room) allocate
+//! nothing, with a counting global allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use authswitch::iso8583::{Message, MessageBuilder, Mti, WireFormat};
+use bytes::{Bytes, BytesMut};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; only counts calls on the current thread.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// The typical 0100 of the bench: fields 2,3,4,7,11,12,13,14,18,22,25,32,37,41,42,43,49.
+fn typical_0100(format: &WireFormat) -> Bytes {
+    let mut builder = MessageBuilder::new(Mti::new(100));
+    builder
+        .set_text(2, b"4111111111111111")
+        .set_text(3, b"000000")
+        .set_number(4, 12345)
+        .set_text(7, b"1121233456")
+        .set_number(11, 123456)
+        .set_text(12, b"183456")
+        .set_text(13, b"1121")
+        .set_text(14, b"2812")
+        .set_number(18, 5411)
+        .set_text(22, b"051")
+        .set_text(25, b"00")
+        .set_text(32, b"12345")
+        .set_text(37, b"432112345678")
+        .set_text(41, b"TERM0001")
+        .set_text(42, b"MERCHANT0000001")
+        .set_text(43, b"ACME COFFEE ROASTERS     SAN FRANCISCOUS")
+        .set_number(49, 840);
+    let mut out = BytesMut::new();
+    builder.encode(format, &mut out).unwrap();
+    out.freeze()
+}
+
+#[test]
+fn decode_views_and_encode_allocate_nothing() {
+    let format = WireFormat::default();
+    let wire = typical_0100(&format);
+    // Warm up the dictionary's one-time parse.
+    let _ = Message::decode(wire.clone(), &format).unwrap();
+    let mut out = BytesMut::with_capacity(1024);
+
+    let before = allocations();
+    let msg = Message::decode(wire.clone(), &format).unwrap();
+    let pan = msg.pan().unwrap();
+    let amount = msg.amount_transaction();
+    let acceptor = msg.card_acceptor().unwrap();
+    let (stan, mcc, expiry) = (msg.stan(), msg.mcc(), msg.expiry());
+    let mut response = MessageBuilder::new(msg.mti().response().unwrap());
+    for field in [2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49] {
+        response.copy_from(&msg, field);
+    }
+    response.set_text(38, b"A1B2C3").set_text(39, b"00");
+    response.encode(&format, &mut out).unwrap();
+    let after = allocations();
+
+    assert_eq!(
+        after - before,
+        0,
+        "decode, views and encode must not allocate"
+    );
+    assert_eq!(pan.last4(), *b"1111");
+    assert_eq!(amount, Some(12345));
+    assert_eq!(acceptor.country, Some(*b"US"));
+    assert_eq!((stan, mcc), (Some(123456), Some(5411)));
+    assert!(expiry.is_some());
+    assert_eq!(&out[..4], b"0110");
+}

@@ -1,0 +1,145 @@
+//! Writer behaviour beyond faults: completions only after durability and in order, buffer
+//! recycling, empty batches, the `none` fsync policy, and restarting on an existing log.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use authswitch::wal::{
+    encode_record, recover, Batch, Completion, FsyncPolicy, RecoverOptions, Recovered, WalConfig,
+    WalFailed, WalWriter,
+};
+
+/// Records (lsn, result, durable_lsn seen at completion time).
+type Log = Arc<Mutex<Vec<(u64, Result<(), WalFailed>, u64)>>>;
+
+struct Done {
+    lsn: u64,
+    log: Log,
+    durable: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl Completion for Done {
+    fn complete(self, result: Result<(), WalFailed>) {
+        let durable = (self.durable)();
+        self.log.lock().unwrap().push((self.lsn, result, durable));
+    }
+}
+
+fn wait_for(log: &Log, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log.lock().unwrap().len() < count {
+        assert!(Instant::now() < deadline, "completions did not arrive");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn completions_in_order_only_after_durable_and_buffers_recycled() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Arc::new(
+        WalWriter::<Done>::start(WalConfig::new(dir.path(), 0), &Recovered::empty()).unwrap(),
+    );
+    let log = Log::default();
+    let weak = Arc::downgrade(&writer);
+    let durable: Arc<dyn Fn() -> u64 + Send + Sync> =
+        Arc::new(move || weak.upgrade().map_or(u64::MAX, |w| w.durable_lsn()));
+    let mut lsn = 1;
+    for _ in 0..20 {
+        let mut bytes = writer.buffer();
+        let mut completions = writer.completions_buffer();
+        assert!(bytes.is_empty() && completions.is_empty());
+        for _ in 0..5 {
+            encode_record(&mut bytes, lsn, 0, &[7u8; 50]);
+            completions.push(Done {
+                lsn,
+                log: Arc::clone(&log),
+                durable: Arc::clone(&durable),
+            });
+            lsn += 1;
+        }
+        writer.submit(Batch {
+            bytes,
+            last_lsn: lsn - 1,
+            completions,
+        });
+    }
+    wait_for(&log, 100);
+    assert_eq!(writer.durable_lsn(), 100);
+    for (i, (l, result, durable_at_completion)) in log.lock().unwrap().iter().enumerate() {
+        assert_eq!(*l, i as u64 + 1);
+        assert_eq!(*result, Ok(()));
+        assert!(
+            *durable_at_completion >= *l,
+            "lsn {l} completed before durable"
+        );
+    }
+    // Recycled buffers come back cleared but with their capacity.
+    let recycled = writer.buffer();
+    assert!(
+        recycled.is_empty() && recycled.capacity() >= 5 * 67,
+        "{}",
+        recycled.capacity()
+    );
+    let completions = writer.completions_buffer();
+    assert!(completions.is_empty() && completions.capacity() >= 5);
+    let Ok(writer) = Arc::try_unwrap(writer) else {
+        panic!("writer still shared")
+    };
+    writer.shutdown();
+}
+
+#[test]
+fn empty_batch_completes_and_none_policy_still_persists_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WalConfig {
+        fsync: FsyncPolicy::None,
+        ..WalConfig::new(dir.path(), 0)
+    };
+    let writer = WalWriter::<Done>::start(cfg, &Recovered::empty()).unwrap();
+    let log = Log::default();
+    let durable: Arc<dyn Fn() -> u64 + Send + Sync> = Arc::new(|| 0);
+    let done = |lsn| Done {
+        lsn,
+        log: Arc::clone(&log),
+        durable: Arc::clone(&durable),
+    };
+    writer.submit(Batch {
+        bytes: Vec::new(),
+        last_lsn: 0,
+        completions: vec![done(0)],
+    });
+    let mut bytes = Vec::new();
+    encode_record(&mut bytes, 1, 9, b"one");
+    encode_record(&mut bytes, 2, 9, b"two");
+    writer.submit(Batch {
+        bytes,
+        last_lsn: 2,
+        completions: vec![done(1), done(2)],
+    });
+    writer.shutdown();
+    let results: Vec<_> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(l, r, _)| (*l, *r))
+        .collect();
+    assert_eq!(results, vec![(0, Ok(())), (1, Ok(())), (2, Ok(()))]);
+    let mut seen = Vec::new();
+    let rec = recover(dir.path(), &RecoverOptions::default(), |lsn, kind, p| {
+        seen.push((lsn, kind, p.to_vec()));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, vec![(1, 9, b"one".to_vec()), (2, 9, b"two".to_vec())]);
+    assert_eq!(rec.next_lsn, 3);
+}
+
+#[test]
+fn config_defaults_and_payload_limit() {
+    let cfg = WalConfig::new("/x", 7);
+    assert_eq!(cfg.segment_bytes_max, 64 << 20);
+    assert_eq!(cfg.fsync, FsyncPolicy::Always);
+    assert_eq!(cfg.payload_len_max(), (1 << 20) - 9);
+    assert_eq!(cfg.recover_options().record_len_max, 1 << 20);
+    assert!(cfg.fault_plan.is_none());
+}
