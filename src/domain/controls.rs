@@ -71,7 +71,10 @@ pub enum Interval {
 /// One spending limit: at most `amount_minor` per `interval`, counting only `categories`
 /// (all categories when empty).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SpendingLimit {
+    /// `amount` in the API, as Stripe names it; minor units of the account currency.
+    #[serde(rename = "amount")]
     pub amount_minor: i64,
     pub interval: Interval,
     #[serde(default)]
@@ -87,14 +90,15 @@ impl SpendingLimit {
 
 /// Spending controls as the Stripe API names them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SpendingControls {
     #[serde(default)]
     pub allowed_categories: Vec<u16>,
     #[serde(default)]
     pub blocked_categories: Vec<u16>,
-    #[serde(default)]
+    #[serde(default, with = "alpha2_list")]
     pub allowed_merchant_countries: Vec<[u8; 2]>,
-    #[serde(default)]
+    #[serde(default, with = "alpha2_list")]
     pub blocked_merchant_countries: Vec<[u8; 2]>,
     #[serde(default)]
     pub allowed_card_presences: Vec<Presence>,
@@ -419,5 +423,31 @@ mod tests {
             Err(ControlViolation::Country)
         );
         assert_eq!(allow.check_static(1, Some(*b"US"), p), Ok(()));
+    }
+}
+
+/// Country codes as the strings the API shows (`"US"`), not byte arrays; the same form is
+/// used in the WAL. Lowercase input is accepted and stored uppercase.
+mod alpha2_list {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(codes: &[[u8; 2]], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(codes.iter().map(|c| std::str::from_utf8(c).unwrap_or("??")))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; 2]>, D::Error> {
+        let texts: Vec<String> = Vec::deserialize(d)?;
+        texts
+            .iter()
+            .map(|t| match t.as_bytes() {
+                [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
+                    Ok([a.to_ascii_uppercase(), b.to_ascii_uppercase()])
+                }
+                _ => Err(D::Error::custom(
+                    "country codes are ISO 3166 alpha-2, like \"US\"",
+                )),
+            })
+            .collect()
     }
 }

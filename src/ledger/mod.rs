@@ -9,8 +9,12 @@ mod holds;
 mod invariants;
 pub mod query;
 pub mod records;
+pub mod router;
+pub mod runtime;
+pub mod shard;
 pub mod state;
 pub mod testkit;
+pub mod tools;
 
 pub use command::{
     AuthKind, AuthOutcome, AuthRequest, Command, CommandError, MerchantData, Outcome,

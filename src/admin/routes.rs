@@ -1,0 +1,510 @@
+//! Admin API handlers: parse and validate the request, send a command or query to the owning
+//! shard, render the object.
+
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query as UrlQuery, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::cards::{generate_number, validate_number};
+use super::error::{parse_body, ApiError};
+use super::AdminState;
+use crate::config::Config;
+use crate::domain::controls::{SpendingControls, SpendingLimit};
+use crate::domain::{
+    AccountId, AccountStatus, AuthorizationId, CardId, CardStatus, CardholderId, CardholderStatus,
+    Currency,
+};
+use crate::ledger::{Command, CommandError, Outcome, ProgramConfig, Query, QueryResult};
+
+/// Most cards in one bulk request.
+pub const BULK_CARDS_MAX: usize = 10_000;
+/// Most authorizations in one list response.
+pub const LIST_LIMIT_MAX: usize = 100;
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+pub fn routes() -> Router<AdminState> {
+    Router::new()
+        .route("/v1/accounts", post(create_account))
+        .route("/v1/accounts/{id}", get(get_account).post(update_account))
+        .route("/v1/accounts/{id}/fundings", post(fund_account))
+        .route("/v1/cardholders", post(create_cardholder))
+        .route(
+            "/v1/cardholders/{id}",
+            get(get_cardholder).post(update_cardholder),
+        )
+        .route("/v1/cards", post(create_card))
+        .route("/v1/cards/{id}", get(get_card).post(update_card))
+        .route("/v1/bulk/cards", post(bulk_cards))
+        .route("/v1/authorizations", get(list_authorizations))
+        .route("/v1/authorizations/{id}", get(get_authorization))
+}
+
+fn parse_id<T: FromStr>(param: &str, text: &str) -> Result<T, ApiError> {
+    T::from_str(text).map_err(|_| ApiError::not_found(param))
+}
+
+/// An id in a body: malformed is a 400 naming the parameter (a 404 is for a well-formed id of
+/// an object that does not exist).
+fn body_id<T: FromStr>(param: &str, text: &str) -> Result<T, ApiError> {
+    T::from_str(text).map_err(|_| ApiError::invalid(param, format!("not a valid {param} id")))
+}
+
+/// Runs a command on a shard and turns its rejection into an API error.
+async fn command(state: &AdminState, shard: u16, cmd: Command) -> Result<Outcome, ApiError> {
+    match state.inner.ledger.command(shard, cmd).await? {
+        Outcome::Rejected(error) => Err(rejected(error)),
+        outcome => Ok(outcome),
+    }
+}
+
+fn rejected(error: CommandError) -> ApiError {
+    match error {
+        CommandError::NotFound { param } => ApiError::not_found(param),
+        CommandError::Invalid { param, reason } => ApiError::invalid(param, reason),
+        CommandError::Controls(e) => ApiError::invalid("spending_controls", e.to_string()),
+        CommandError::CapacityReached { what } => {
+            ApiError::invalid(what, "this shard holds as many as it can")
+        }
+        CommandError::Overflow { param } => ApiError::invalid(param, "amount overflow"),
+    }
+}
+
+async fn query(state: &AdminState, shard: u16, q: Query) -> Result<QueryResult, ApiError> {
+    Ok(state.inner.ledger.query(shard, q).await?)
+}
+
+// ---- accounts -------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateAccountBody {
+    currency: String,
+}
+
+async fn create_account(State(state): State<AdminState>, body: Bytes) -> ApiResult {
+    let body: CreateAccountBody = parse_body(&body)?;
+    let currency = Currency::from_alpha(&body.currency.to_ascii_lowercase())
+        .ok_or_else(|| ApiError::invalid("currency", "not an ISO 4217 currency code"))?;
+    let shards = state.inner.ledger.shard_count();
+    let shard = (state.inner.next_shard.fetch_add(1, Ordering::Relaxed) % shards) as u16;
+    let Outcome::AccountCreated(id) =
+        command(&state, shard, Command::CreateAccount { currency }).await?
+    else {
+        return Err(ApiError::invalid("currency", "unexpected outcome"));
+    };
+    account_json(&state, id).await
+}
+
+async fn account_json(state: &AdminState, id: AccountId) -> ApiResult {
+    match query(state, id.shard(), Query::GetAccount(id)).await? {
+        QueryResult::Account(view) => Ok(Json(with_object("account", &view))),
+        _ => Err(ApiError::not_found("account")),
+    }
+}
+
+async fn get_account(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult {
+    account_json(&state, parse_id("account", &id)?).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateAccountBody {
+    status: Option<AccountStatus>,
+}
+
+async fn update_account(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let account: AccountId = parse_id("account", &id)?;
+    let body: UpdateAccountBody = parse_body(&body)?;
+    command(
+        &state,
+        account.shard(),
+        Command::UpdateAccount {
+            account,
+            status: body.status,
+        },
+    )
+    .await?;
+    account_json(&state, account).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FundingBody {
+    amount: i64,
+}
+
+async fn fund_account(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let account: AccountId = parse_id("account", &id)?;
+    let body: FundingBody = parse_body(&body)?;
+    if body.amount <= 0 {
+        return Err(ApiError::invalid(
+            "amount",
+            "must be a positive integer (minor units)",
+        ));
+    }
+    let fund = Command::Fund {
+        account,
+        amount_minor: body.amount,
+    };
+    command(&state, account.shard(), fund).await?;
+    account_json(&state, account).await
+}
+
+// ---- cardholders ----------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateCardholderBody {
+    account: String,
+    name: String,
+    status: Option<CardholderStatus>,
+    spending_controls: Option<SpendingControls>,
+}
+
+/// Longest cardholder name accepted.
+const NAME_LEN_MAX: usize = 200;
+
+async fn create_cardholder(State(state): State<AdminState>, body: Bytes) -> ApiResult {
+    let body: CreateCardholderBody = parse_body(&body)?;
+    let account: AccountId = body_id("account", &body.account)?;
+    if body.name.trim().is_empty() || body.name.len() > NAME_LEN_MAX {
+        return Err(ApiError::invalid("name", "must be 1 to 200 characters"));
+    }
+    let create = Command::CreateCardholder {
+        account,
+        name: body.name,
+        status: body.status.unwrap_or(CardholderStatus::Active),
+        spending_controls: body.spending_controls.unwrap_or_default(),
+    };
+    let Outcome::CardholderCreated(id) = command(&state, account.shard(), create).await? else {
+        return Err(ApiError::invalid("account", "unexpected outcome"));
+    };
+    cardholder_json(&state, id).await
+}
+
+async fn cardholder_json(state: &AdminState, id: CardholderId) -> ApiResult {
+    match query(state, id.shard(), Query::GetCardholder(id)).await? {
+        QueryResult::Cardholder(view) => Ok(Json(with_object("issuing.cardholder", &view))),
+        _ => Err(ApiError::not_found("cardholder")),
+    }
+}
+
+async fn get_cardholder(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult {
+    cardholder_json(&state, parse_id("cardholder", &id)?).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateCardholderBody {
+    name: Option<String>,
+    status: Option<CardholderStatus>,
+    spending_controls: Option<SpendingControls>,
+}
+
+async fn update_cardholder(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let cardholder: CardholderId = parse_id("cardholder", &id)?;
+    let body: UpdateCardholderBody = parse_body(&body)?;
+    if let Some(name) = &body.name {
+        if name.trim().is_empty() || name.len() > NAME_LEN_MAX {
+            return Err(ApiError::invalid("name", "must be 1 to 200 characters"));
+        }
+    }
+    let update = Command::UpdateCardholder {
+        cardholder,
+        name: body.name,
+        status: body.status,
+        spending_controls: body.spending_controls,
+    };
+    command(&state, cardholder.shard(), update).await?;
+    cardholder_json(&state, cardholder).await
+}
+
+// ---- cards ----------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCardBody {
+    pub cardholder: String,
+    pub number: Option<String>,
+    pub exp_month: u8,
+    pub exp_year: u16,
+    pub status: Option<CardStatus>,
+    pub spending_controls: Option<SpendingControls>,
+    pub replacement_for: Option<String>,
+}
+
+/// Creates one card; returns its id and, when the switch generated the number, the number.
+pub async fn create_card_inner(
+    state: &AdminState,
+    body: CreateCardBody,
+) -> Result<(CardId, Option<String>), ApiError> {
+    let cardholder: CardholderId = body_id("cardholder", &body.cardholder)?;
+    if !(1..=12).contains(&body.exp_month) {
+        return Err(ApiError::invalid("exp_month", "must be 1 to 12"));
+    }
+    if !(2000..=2099).contains(&body.exp_year) {
+        return Err(ApiError::invalid(
+            "exp_year",
+            "must be a four-digit year 2000 to 2099",
+        ));
+    }
+    let replacement_for = match &body.replacement_for {
+        Some(text) => Some(body_id::<CardId>("replacement_for", text)?),
+        None => None,
+    };
+    let ledger = &state.inner.ledger;
+    let (number, generated) = match body.number {
+        Some(number) => {
+            validate_number(&number).map_err(|reason| ApiError::invalid("number", reason))?;
+            (number, false)
+        }
+        None => {
+            let taken = |digits: &[u8]| ledger.index.contains(&ledger.hasher.hash(digits));
+            let inner = &state.inner;
+            let number = generate_number(&inner.card_bin, inner.card_number_len, taken)
+                .ok_or_else(|| {
+                    ApiError::invalid("number", "no unused number could be generated")
+                })?;
+            (number, true)
+        }
+    };
+    let pan_hash = ledger.hasher.hash(number.as_bytes());
+    if !ledger.index.reserve(pan_hash) {
+        return Err(ApiError::invalid(
+            "number",
+            "a card with this number already exists",
+        ));
+    }
+    let mut last4 = [0u8; 4];
+    last4.copy_from_slice(&number.as_bytes()[number.len() - 4..]);
+    let create = Command::CreateCard {
+        cardholder,
+        pan_hash,
+        last4,
+        exp_month: body.exp_month,
+        exp_year: body.exp_year,
+        status: body.status.unwrap_or(CardStatus::Active),
+        spending_controls: body.spending_controls.unwrap_or_default(),
+        replacement_for,
+    };
+    match command(state, cardholder.shard(), create).await {
+        Ok(Outcome::CardCreated(id)) => {
+            ledger.index.insert(pan_hash, id);
+            Ok((id, generated.then_some(number)))
+        }
+        Ok(_) => {
+            ledger.index.release(&pan_hash);
+            Err(ApiError::invalid("cardholder", "unexpected outcome"))
+        }
+        Err(error) => {
+            ledger.index.release(&pan_hash);
+            Err(error)
+        }
+    }
+}
+
+async fn create_card(State(state): State<AdminState>, body: Bytes) -> ApiResult {
+    let body: CreateCardBody = parse_body(&body)?;
+    let (id, number) = create_card_inner(&state, body).await?;
+    let mut card = card_json(&state, id).await?;
+    if let Some(number) = number {
+        card.0["number"] = Value::String(number);
+    }
+    Ok(card)
+}
+
+async fn card_json(state: &AdminState, id: CardId) -> ApiResult {
+    match query(state, id.shard(), Query::GetCard(id)).await? {
+        QueryResult::Card(view) => Ok(Json(with_object("issuing.card", &view))),
+        _ => Err(ApiError::not_found("card")),
+    }
+}
+
+async fn get_card(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult {
+    card_json(&state, parse_id("card", &id)?).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateCardBody {
+    status: Option<CardStatus>,
+    spending_controls: Option<SpendingControls>,
+}
+
+async fn update_card(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let card: CardId = parse_id("card", &id)?;
+    let body: UpdateCardBody = parse_body(&body)?;
+    let update = Command::UpdateCard {
+        card,
+        status: body.status,
+        spending_controls: body.spending_controls,
+    };
+    command(&state, card.shard(), update).await?;
+    card_json(&state, card).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkCardsBody {
+    cards: Vec<CreateCardBody>,
+}
+
+/// Creates up to `BULK_CARDS_MAX` cards. All are validated first; creation then runs
+/// concurrently (the shards batch the commands into few WAL syncs). Each result is the card or
+/// the error for that item, in request order.
+async fn bulk_cards(State(state): State<AdminState>, body: Bytes) -> ApiResult {
+    let body: BulkCardsBody = parse_body(&body)?;
+    if body.cards.is_empty() || body.cards.len() > BULK_CARDS_MAX {
+        return Err(ApiError::invalid(
+            "cards",
+            format!("must hold 1 to {BULK_CARDS_MAX} cards"),
+        ));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, card) in body.cards.into_iter().enumerate() {
+        let state = state.clone();
+        tasks.spawn(async move { (i, create_card_inner(&state, card).await) });
+    }
+    let mut results: Vec<Value> = vec![Value::Null; tasks.len()];
+    let mut created = 0usize;
+    while let Some(joined) = tasks.join_next().await {
+        let (i, result) = joined.map_err(|_| ApiError::invalid("cards", "internal error"))?;
+        results[i] = match result {
+            Ok((id, number)) => {
+                created += 1;
+                let mut item = json!({"id": id.to_string(), "object": "issuing.card"});
+                if let Some(number) = number {
+                    item["number"] = Value::String(number);
+                }
+                item
+            }
+            Err(error) => json!({"error": error_json(&error)}),
+        };
+    }
+    Ok(Json(
+        json!({"object": "list", "created": created, "data": results}),
+    ))
+}
+
+fn error_json(error: &ApiError) -> Value {
+    match error {
+        ApiError::Invalid { param, message } => json!({"param": param, "message": message}),
+        ApiError::NotFound { param } => json!({"param": param, "message": "no such object"}),
+        ApiError::Unauthenticated => json!({"message": "unauthenticated"}),
+        ApiError::Unavailable { message } => json!({"message": message}),
+    }
+}
+
+// ---- authorizations -------------------------------------------------------------------------
+
+async fn get_authorization(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult {
+    let id: AuthorizationId = parse_id("authorization", &id)?;
+    match query(&state, id.shard(), Query::GetAuthorization(id)).await? {
+        QueryResult::Authorization(view) => Ok(Json(with_object("issuing.authorization", &view))),
+        _ => Err(ApiError::not_found("authorization")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    card: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_authorizations(
+    State(state): State<AdminState>,
+    UrlQuery(params): UrlQuery<ListParams>,
+) -> ApiResult {
+    let limit = params.limit.unwrap_or(10);
+    if limit == 0 || limit > LIST_LIMIT_MAX {
+        return Err(ApiError::invalid("limit", "must be 1 to 100"));
+    }
+    let card = match &params.card {
+        Some(text) => Some(body_id::<CardId>("card", text)?),
+        None => None,
+    };
+    let status = match &params.status {
+        Some(text) => Some(
+            serde_json::from_value(Value::String(text.clone()))
+                .map_err(|_| ApiError::invalid("status", "pending, closed, reversed or expired"))?,
+        ),
+        None => None,
+    };
+    let shards: Vec<u16> = match card {
+        Some(card) => vec![card.shard()],
+        None => (0..state.inner.ledger.shard_count() as u16).collect(),
+    };
+    let mut data = Vec::new();
+    for shard in shards {
+        let list = Query::ListAuthorizations {
+            card,
+            status,
+            limit: limit as u32,
+        };
+        if let QueryResult::Authorizations(views) = query(&state, shard, list).await? {
+            data.extend(
+                views
+                    .iter()
+                    .map(|v| with_object("issuing.authorization", v)),
+            );
+        }
+    }
+    data.sort_by(|a, b| b["created"].as_i64().cmp(&a["created"].as_i64()));
+    let has_more = data.len() > limit;
+    data.truncate(limit);
+    Ok(Json(
+        json!({"object": "list", "data": data, "has_more": has_more}),
+    ))
+}
+
+/// Serializes a view and adds Stripe's `object` field.
+fn with_object<T: serde::Serialize>(object: &str, view: &T) -> Value {
+    let mut value = serde_json::to_value(view).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert("object".to_string(), Value::String(object.to_string()));
+    }
+    value
+}
+
+/// The program configuration from the config file.
+pub fn program_config(config: &Config) -> Result<ProgramConfig, String> {
+    let mut limits = Vec::with_capacity(config.ledger.default_spending_limits.len());
+    for limit in &config.ledger.default_spending_limits {
+        let value = json!({"amount": limit.amount, "interval": limit.interval,
+                           "categories": limit.categories});
+        let limit: SpendingLimit = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        limits.push(limit);
+    }
+    crate::domain::controls::validate_limits(&limits).map_err(|e| e.to_string())?;
+    Ok(ProgramConfig {
+        default_spending_limits: limits,
+        hold_expiry_s: config.ledger.hold_expiry_s,
+        hold_expiry_lodging_s: config.ledger.hold_expiry_extended_s,
+        retention_s: config.ledger.authorization_retention_s,
+    })
+}

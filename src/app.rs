@@ -1,0 +1,268 @@
+//! Wiring: start-up (recovery, listeners, token), the metrics endpoint, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::ledger::runtime::Ledger;
+use crate::server::Shared;
+
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+pub const ADMIN_TOKEN_ENV: &str = "AUTHSWITCH_ADMIN_TOKEN";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Start(#[from] crate::ledger::runtime::StartError),
+    #[error("{what} {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Where the admin token comes from, for the start-up log.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenSource {
+    Environment,
+    Config,
+    File(PathBuf),
+}
+
+/// The admin token: the environment, else the config, else `<data_dir>/admin.token`
+/// (generated with mode 0600 on first use).
+pub fn admin_token(config: &Config) -> Result<(String, TokenSource), AppError> {
+    if let Ok(token) = std::env::var(ADMIN_TOKEN_ENV) {
+        if !token.is_empty() {
+            return Ok((token, TokenSource::Environment));
+        }
+    }
+    if let Some(token) = &config.admin.token {
+        return Ok((token.clone(), TokenSource::Config));
+    }
+    if !config.admin.listen.ip().is_loopback() {
+        return Err(AppError::Config(format!(
+            "admin.listen {} is not a loopback address: configure admin.token or {ADMIN_TOKEN_ENV}",
+            config.admin.listen
+        )));
+    }
+    let path = config.data_dir.join(ADMIN_TOKEN_FILE);
+    let io = |source| AppError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok((text.trim().to_string(), TokenSource::File(path.clone()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut raw = [0u8; 24];
+            getrandom::fill(&mut raw).map_err(|e| io(std::io::Error::other(e)))?;
+            let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            crate::ledger::router::write_secret_file(&path, format!("{token}\n").as_bytes())
+                .map_err(io)?;
+            Ok((token, TokenSource::File(path.clone())))
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Runs the switch until SIGTERM or SIGINT; returns after a graceful shutdown.
+pub fn serve_blocking(config: Config, demo: bool) -> Result<(), AppError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("authswitch-io")
+        .build()
+        .map_err(|source| AppError::Io {
+            path: PathBuf::from("tokio runtime"),
+            source,
+        })?;
+    runtime.block_on(async { serve(config, demo, shutdown_on_signal()).await })
+}
+
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        trigger.cancel();
+    });
+    token
+}
+
+/// The whole server: recovery, listeners, then everything until `shutdown` fires.
+pub async fn serve(
+    config: Config,
+    demo: bool,
+    shutdown: CancellationToken,
+) -> Result<(), AppError> {
+    crate::metrics::install();
+    let ready = Arc::new(AtomicBool::new(false));
+    let (token, source) = admin_token(&config)?;
+    // Bind first so /healthz answers (and /readyz says not ready) during recovery.
+    let metrics_listener = bind("metrics", config.metrics.listen).await?;
+    let admin_listener = bind("admin", config.admin.listen).await?;
+    let iso_listener = bind("ISO 8583", config.server.listen).await?;
+    match &source {
+        TokenSource::File(path) => tracing::info!(path = %path.display(), "admin token file"),
+        other => tracing::info!(source = ?other, "admin token configured"),
+    }
+    if config.wal.fsync == crate::config::FsyncSetting::None {
+        tracing::warn!("wal.fsync = none: approvals are NOT durable; benchmarks only");
+    }
+    let ledger_slot: Arc<parking_lot::RwLock<Option<Arc<Ledger>>>> = Default::default();
+    let metrics_task = tokio::spawn(serve_metrics(
+        metrics_listener,
+        ready.clone(),
+        ledger_slot.clone(),
+        shutdown.clone(),
+    ));
+    let open_config = config.clone();
+    let (ledger, report) = tokio::task::spawn_blocking(move || Ledger::open(&open_config))
+        .await
+        .expect("recovery task panicked")?;
+    tracing::info!(
+        shards = report.shards,
+        records = report.records_replayed,
+        cards = report.cards,
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "recovery finished"
+    );
+    let ledger = Arc::new(ledger);
+    crate::admin::apply_program_config(&ledger, &config).await;
+    *ledger_slot.write() = Some(ledger.clone());
+    let admin = crate::admin::AdminState::new(ledger.clone(), &config, token);
+    if demo {
+        crate::admin::demo::create(&admin, &config, iso_listener.local_addr().ok()).await;
+    }
+    let admin_task = tokio::spawn(crate::admin::serve(admin_listener, admin, shutdown.clone()));
+    ready.store(true, Ordering::Release);
+    let shared = Arc::new(Shared::new(config, ledger.clone()));
+    crate::server::run(iso_listener, shared, shutdown.clone()).await;
+    let _ = admin_task.await;
+    ready.store(false, Ordering::Release);
+    *ledger_slot.write() = None;
+    let _ = metrics_task.await;
+    // Every connection has answered what it read; now drain the shards and flush the WALs.
+    let ledger = Arc::try_unwrap(ledger).ok();
+    tokio::task::spawn_blocking(move || {
+        if let Some(ledger) = ledger {
+            ledger.shutdown();
+        }
+    })
+    .await
+    .expect("shutdown task panicked");
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, AppError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { what, addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| AppError::Bind { what, addr, source })?;
+    tracing::info!(listener = what, addr = %bound, "listening");
+    Ok(listener)
+}
+
+#[derive(Clone)]
+struct MetricsState {
+    ready: Arc<AtomicBool>,
+    ledger: Arc<parking_lot::RwLock<Option<Arc<Ledger>>>>,
+}
+
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    ready: Arc<AtomicBool>,
+    ledger: Arc<parking_lot::RwLock<Option<Arc<Ledger>>>>,
+    shutdown: CancellationToken,
+) {
+    let state = MetricsState { ready, ledger };
+    let app = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state);
+    let upkeep = tokio::spawn(async {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            crate::metrics::upkeep();
+        }
+    });
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    upkeep.abort();
+}
+
+async fn metrics_text(State(state): State<MetricsState>) -> String {
+    let ledger = state.ledger.read().clone();
+    if let Some(ledger) = ledger {
+        ledger.publish_gauges().await;
+    }
+    metrics::gauge!(crate::metrics::READY).set(if ready(&state) { 1.0 } else { 0.0 });
+    crate::metrics::render()
+}
+
+fn ready(state: &MetricsState) -> bool {
+    state.ready.load(Ordering::Acquire)
+        && state
+            .ledger
+            .read()
+            .as_ref()
+            .is_some_and(|ledger| ledger.healthy())
+}
+
+async fn readyz(State(state): State<MetricsState>) -> (StatusCode, &'static str) {
+    if ready(&state) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+/// `authswitch wal verify DIR`.
+pub fn wal_verify(dir: &Path) -> Result<(), AppError> {
+    crate::ledger::tools::verify(dir).map_err(AppError::Config)
+}
+
+/// `authswitch wal dump DIR`.
+pub fn wal_dump(dir: &Path) -> Result<(), AppError> {
+    crate::ledger::tools::dump(dir).map_err(AppError::Config)
+}

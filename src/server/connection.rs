@@ -1,0 +1,224 @@
+//! One ISO 8583 connection: a reader task and a writer task around a bounded reply channel.
+//!
+//! The reader turns bytes into frames, frames into messages, and messages into jobs for the
+//! shards (or answers them itself). Before it takes a request it takes one in-flight permit;
+//! at `in_flight_per_connection_max` it stops reading, so a peer that floods us or never reads
+//! its answers is held back by TCP instead of by our memory. The writer encodes every answer
+//! that is ready into one buffer and writes it with one syscall, then returns the permits.
+//! Answers may leave in a different order than their requests arrived (pipelining).
+//!
+//! The connection ends when the peer closes, on a framing error, on a timeout (idle, or a
+//! frame that arrives too slowly), or on shutdown; in every case the writer first answers
+//! every request already read.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
+
+use crate::iso8583::{peek_mti_stan, FrameCodec, FrameError, Message};
+use crate::ledger::shard::{Job, Outgoing, Reply, WireCtx};
+use crate::metrics::{handles, Reject};
+use crate::server::dispatch::{dispatch, Dispatch};
+use crate::server::respond;
+use crate::server::Shared;
+
+/// Answers written with one `write` at most.
+const WRITE_COALESCE_MAX: usize = 256;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+
+pub async fn serve(socket: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let _ = socket.set_nodelay(true);
+    let peer = socket.peer_addr().ok();
+    let (rd, wr) = socket.into_split();
+    let in_flight_max = shared.config.server.in_flight_per_connection_max;
+    let (tx, rx) = mpsc::channel(in_flight_max);
+    let permits = Arc::new(Semaphore::new(in_flight_max));
+    let writer = tokio::spawn(write_loop(wr, rx, permits.clone(), shared.clone()));
+    let end = read_loop(rd, tx, permits, &shared, shutdown).await;
+    tracing::debug!(?peer, reason = end, "connection reader finished");
+    // The writer ends once every request read has been answered (all senders dropped).
+    let _ = writer.await;
+}
+
+async fn read_loop(
+    mut rd: OwnedReadHalf,
+    tx: mpsc::Sender<Outgoing>,
+    permits: Arc<Semaphore>,
+    shared: &Shared,
+    shutdown: CancellationToken,
+) -> &'static str {
+    let server = &shared.config.server;
+    let mut codec = FrameCodec::new(&shared.config.wire, server.frame_len_max);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let idle = Duration::from_secs(server.idle_timeout_s);
+    let frame_timeout = Duration::from_millis(server.frame_read_timeout_ms);
+    let mut partial_since: Option<Instant> = None;
+    loop {
+        loop {
+            let frame = match codec.decode(&mut buf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(error) => return framing_error(&error),
+            };
+            if frame.body.is_empty() {
+                handles().reject(Reject::ZeroLength);
+                continue;
+            }
+            // One permit per request; at the bound we stop reading (backpressure).
+            let Ok(permit) = permits.acquire().await else {
+                return "closed";
+            };
+            permit.forget();
+            let ctx_arrived = Instant::now();
+            match take_frame(frame, ctx_arrived, &tx, shared) {
+                Ok(true) => {}
+                Ok(false) => permits.add_permits(1),
+                Err(end) => {
+                    permits.add_permits(1);
+                    return end;
+                }
+            }
+        }
+        partial_since = if buf.is_empty() {
+            None
+        } else {
+            partial_since.or(Some(Instant::now()))
+        };
+        let deadline = match partial_since {
+            Some(since) => since + frame_timeout,
+            None => Instant::now() + idle,
+        };
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return "shutdown",
+            read = tokio::time::timeout_at(deadline.into(), rd.read_buf(&mut buf)) => match read {
+                Ok(Ok(0)) => return "eof",
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return "read error",
+                Err(_) if partial_since.is_some() => {
+                    handles().reject(Reject::SlowSender);
+                    tracing::info!("closing a connection whose frame arrived too slowly");
+                    return "slow sender";
+                }
+                Err(_) => {
+                    handles().reject(Reject::IdleTimeout);
+                    return "idle";
+                }
+            },
+        }
+    }
+}
+
+fn framing_error(error: &FrameError) -> &'static str {
+    let reason = if matches!(error, FrameError::FrameTooLong { .. }) {
+        Reject::TooLong
+    } else {
+        Reject::Malformed
+    };
+    handles().reject(reason);
+    tracing::warn!(%error, "closing a connection after a framing error");
+    "framing error"
+}
+
+/// Decodes one frame and routes it: to a shard, to a local answer, or (when not even the MTI
+/// and STAN can be read) to the end of the connection. `Ok(false)`: nothing will be answered.
+fn take_frame(
+    frame: crate::iso8583::Frame,
+    arrived: Instant,
+    tx: &mpsc::Sender<Outgoing>,
+    shared: &Shared,
+) -> Result<bool, &'static str> {
+    let wire = &shared.config.wire;
+    let request = match Message::decode(frame.body.clone(), wire) {
+        Ok(message) => message,
+        Err(error) => {
+            let Some((mti, stan)) = peek_mti_stan(&frame.body, wire) else {
+                handles().reject(Reject::Undecodable);
+                tracing::warn!(%error, "closing a connection after an undecodable message");
+                return Err("undecodable");
+            };
+            handles().reject(Reject::Malformed);
+            tracing::info!(%error, %mti, stan, "format error answered with DE39 30");
+            let encoded =
+                respond::format_error(mti, stan, frame.tpdu, shared).ok_or("undecodable")?;
+            let _ = tx.try_send(Outgoing::Encoded(encoded));
+            return Ok(true);
+        }
+    };
+    let ctx = WireCtx {
+        request,
+        arrived,
+        tpdu: frame.tpdu,
+    };
+    match dispatch(&ctx.request, &shared.ledger) {
+        Dispatch::Local(de39) => {
+            let _ = tx.try_send(Outgoing::Local { ctx, de39 });
+        }
+        Dispatch::Shard(shard, work) => {
+            let deadline = arrived + shared.request_deadline;
+            let reply = Reply::Wire {
+                tx: tx.clone(),
+                ctx,
+            };
+            shared.ledger.submit(
+                shard,
+                Job {
+                    work,
+                    reply,
+                    deadline,
+                },
+            );
+        }
+        Dispatch::Ignore => {
+            handles().reject(Reject::UnknownMti);
+            tracing::info!(mti = %ctx.request.mti(), "message type not answered; dropped");
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Outgoing>,
+    permits: Arc<Semaphore>,
+    shared: Arc<Shared>,
+) {
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    let write_timeout = Duration::from_millis(shared.config.server.write_timeout_ms);
+    while let Some(first) = rx.recv().await {
+        respond::encode(first, &shared, &mut out);
+        let mut answered = 1;
+        while answered < WRITE_COALESCE_MAX {
+            match rx.try_recv() {
+                Ok(next) => {
+                    respond::encode(next, &shared, &mut out);
+                    answered += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        match tokio::time::timeout(write_timeout, wr.write_all(&out)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => {
+                tracing::info!("closing a connection that does not take its responses");
+                permits.close();
+                return;
+            }
+        }
+        out.clear();
+        permits.add_permits(answered);
+    }
+    let _ = wr.shutdown().await;
+}

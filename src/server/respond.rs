@@ -1,0 +1,123 @@
+//! Responses: outcome → response message → frame bytes, appended to the writer's buffer.
+//!
+//! A response echoes the request's DE2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42 and 49 where
+//! present (plus DE90/DE95 on reversals and DE70 on network management), and adds DE38 on
+//! approvals and DE39 always. A partial approval (DE39 10) carries the approved amount in DE4
+//! and the requested amount in DE54 (amount type 57, "original amount"); a balance inquiry
+//! carries the available balance in DE54 (amount type 02). See `proto/dialect.md`.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::iso8583::{FrameCodec, Message, MessageBuilder, Mti};
+use crate::ledger::shard::{Answer, Failure, Outgoing};
+use crate::metrics::handles;
+use crate::server::dispatch::WireAnswer;
+use crate::server::Shared;
+
+/// Fields echoed from request to response.
+const ECHO_FIELDS: [u8; 12] = [2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49];
+/// Extra echoes by message class.
+const ECHO_REVERSAL: [u8; 2] = [90, 95];
+const ECHO_NETWORK: [u8; 1] = [70];
+
+pub fn encode(item: Outgoing, shared: &Shared, out: &mut BytesMut) {
+    match item {
+        Outgoing::Encoded(frame) => out.extend_from_slice(&frame),
+        Outgoing::Local { ctx, de39 } => {
+            let answer = WireAnswer::code(de39);
+            write_response(&ctx.request, ctx.tpdu, &answer, shared, out);
+            record(&ctx.request, ctx.arrived, de39);
+        }
+        Outgoing::Decided { ctx, answer } => {
+            let answer = match answer {
+                Ok(Answer::Outcome(outcome)) => WireAnswer::from_outcome(&outcome, &ctx.request),
+                Ok(Answer::Query(_) | Answer::Totals(_)) => WireAnswer::code(*b"96"),
+                Err(Failure::Overloaded | Failure::Deadline) => WireAnswer::code(*b"91"),
+                Err(Failure::Storage) => WireAnswer::code(*b"96"),
+            };
+            write_response(&ctx.request, ctx.tpdu, &answer, shared, out);
+            record(&ctx.request, ctx.arrived, answer.de39);
+        }
+    }
+}
+
+fn record(request: &Message, arrived: std::time::Instant, de39: [u8; 2]) {
+    handles().request(request.mti().value(), de39, arrived.elapsed().as_secs_f64());
+}
+
+/// Appends one response frame; on an encoding failure (which would be our bug, since every
+/// echoed field was validated on decode) logs it and writes nothing.
+fn write_response(
+    request: &Message,
+    tpdu: Option<[u8; 5]>,
+    answer: &WireAnswer,
+    shared: &Shared,
+    out: &mut BytesMut,
+) {
+    let Some(mti) = request.mti().response() else {
+        return;
+    };
+    let mut builder = MessageBuilder::new(mti);
+    let amount_echo = answer.amount_minor.is_none();
+    for field in ECHO_FIELDS {
+        if request.has(field) && (field != 4 || amount_echo) {
+            builder.copy_from(request, field);
+        }
+    }
+    let class = request.mti().value() / 100 % 10;
+    if class == 4 {
+        for field in ECHO_REVERSAL {
+            if request.has(field) {
+                builder.copy_from(request, field);
+            }
+        }
+    }
+    if class == 8 {
+        for field in ECHO_NETWORK {
+            if request.has(field) {
+                builder.copy_from(request, field);
+            }
+        }
+    }
+    if let Some(amount) = answer.amount_minor {
+        builder.set_number(4, amount);
+    }
+    if let Some(code) = &answer.approval_code {
+        builder.set_text(38, code);
+    }
+    builder.set_text(39, &answer.de39);
+    if let Some(entry) = &answer.de54 {
+        builder.set_text(54, entry);
+    }
+    let codec = FrameCodec::new(&shared.config.wire, shared.config.server.frame_len_max);
+    let mark = out.len();
+    let result = codec.write_frame(tpdu, out, |body| builder.encode(&shared.config.wire, body));
+    if let Err(error) = result {
+        out.truncate(mark);
+        tracing::error!(%error, mti = %mti, "cannot encode a response");
+    }
+}
+
+/// A complete format-error response (DE39 30) for a body that did not decode, built from its
+/// MTI and STAN alone.
+pub fn format_error(mti: Mti, stan: u32, tpdu: Option<[u8; 5]>, shared: &Shared) -> Option<Bytes> {
+    let response = mti.response()?;
+    let mut builder = MessageBuilder::new(response);
+    builder.set_number(11, u64::from(stan));
+    builder.set_text(39, b"30");
+    let codec = FrameCodec::new(&shared.config.wire, shared.config.server.frame_len_max);
+    let mut out = BytesMut::with_capacity(64);
+    let result = codec.write_frame(tpdu, &mut out, |body| {
+        builder.encode(&shared.config.wire, body)
+    });
+    match result {
+        Ok(()) => {
+            handles().request(mti.value(), *b"30", 0.0);
+            Some(out.freeze())
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot encode a format-error response");
+            None
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! /metrics, /healthz and /readyz after real traffic: counters moved by exactly the traffic.
+
+mod common;
+
+use authswitch::iso8583::{MessageBuilder, Mti};
+use common::{auth_0100, de39, http, Switch};
+
+const PAN: &str = "4242424242424242";
+
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn counters_move_by_exactly_the_traffic() {
+    let switch = Switch::start("");
+    switch.provision(1_000, PAN);
+    let mut client = switch.client();
+    for stan in 1..=5 {
+        assert_eq!(de39(&client.call(&auth_0100(PAN, 100, stan))), "00");
+    }
+    for stan in 6..=7 {
+        assert_eq!(de39(&client.call(&auth_0100(PAN, 900, stan))), "51");
+    }
+    let mut echo = MessageBuilder::new(Mti::new(800));
+    echo.set_number(11, 8).set_text(70, b"301");
+    assert_eq!(de39(&client.call(&echo)), "00");
+    assert_eq!(
+        de39(&client.call(&auth_0100("4111111111111111", 1, 9))),
+        "14"
+    );
+
+    let text = switch.metrics_text();
+    assert_eq!(
+        metric(&text, "authswitch_requests_total{mti=\"0100\",de39=\"00\"}"),
+        Some(5.0)
+    );
+    assert_eq!(
+        metric(&text, "authswitch_requests_total{mti=\"0100\",de39=\"51\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&text, "authswitch_requests_total{mti=\"0100\",de39=\"14\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "authswitch_requests_total{mti=\"0800\",de39=\"00\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "authswitch_request_duration_seconds_count"),
+        Some(9.0)
+    );
+    assert_eq!(metric(&text, "authswitch_connections_open"), Some(1.0));
+    assert_eq!(metric(&text, "authswitch_ready"), Some(1.0));
+    assert!(
+        metric(&text, "authswitch_wal_fsync_seconds_count{shard=\"0\"}").is_some()
+            || metric(&text, "authswitch_wal_fsync_seconds_count{shard=\"1\"}").is_some(),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "authswitch_balance_held_minor{currency=\"usd\"}"),
+        Some(500.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "authswitch_balance_available_minor{currency=\"usd\"}"
+        ),
+        Some(500.0)
+    );
+    assert!(
+        !text.contains(PAN) && !text.contains("424242"),
+        "no PAN in metrics"
+    );
+    assert!(!text.contains("ic_"), "no card id in metrics");
+}
+
+#[test]
+fn health_and_readiness() {
+    let switch = Switch::start("");
+    assert_eq!(
+        http(switch.metrics, "GET", "/healthz", None, None)
+            .unwrap()
+            .0,
+        200
+    );
+    assert_eq!(
+        http(switch.metrics, "GET", "/readyz", None, None)
+            .unwrap()
+            .0,
+        200
+    );
+}

@@ -1,0 +1,336 @@
+//! End-to-end tests of the running switch over real TCP: approvals, every decline reason,
+//! pipelining, many connections, malformed input, limits, and graceful shutdown.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use authswitch::iso8583::{MessageBuilder, Mti};
+use common::{auth_0100, de39, field, Client, Switch};
+use serde_json::json;
+
+const PAN: &str = "4242424242424242";
+const PAN2: &str = "4000056655665556";
+
+#[test]
+fn echo_and_sign_on_are_answered_and_unknown_codes_get_12() {
+    let switch = Switch::start("");
+    let mut client = switch.client();
+    for (code, expected) in [
+        (b"301", "00"),
+        (b"001", "00"),
+        (b"002", "00"),
+        (b"999", "12"),
+    ] {
+        let mut b = MessageBuilder::new(Mti::new(800));
+        b.set_text(7, b"1121120000")
+            .set_number(11, 7)
+            .set_text(70, code);
+        let response = client.call(&b);
+        assert_eq!(response.mti().value(), 810);
+        assert_eq!(de39(&response), expected);
+        assert_eq!(field(&response, 11).as_deref(), Some("000007"));
+        assert_eq!(
+            field(&response, 70).as_deref(),
+            Some(std::str::from_utf8(code).unwrap())
+        );
+        assert_eq!(field(&response, 7).as_deref(), Some("1121120000"));
+    }
+}
+
+#[test]
+fn approval_reserves_the_amount_and_echoes_the_request() {
+    let switch = Switch::start("");
+    let (account, _, card) = switch.provision(10_000, PAN);
+    let mut client = switch.client();
+    let response = client.call(&auth_0100(PAN, 1_250, 1));
+    assert_eq!(response.mti().value(), 110);
+    assert_eq!(de39(&response), "00");
+    assert_eq!(field(&response, 2).as_deref(), Some(PAN));
+    assert_eq!(field(&response, 3).as_deref(), Some("000000"));
+    assert_eq!(field(&response, 4).as_deref(), Some("000000001250"));
+    assert_eq!(field(&response, 11).as_deref(), Some("000001"));
+    assert_eq!(field(&response, 41).as_deref(), Some("TERM0001"));
+    assert_eq!(field(&response, 49).as_deref(), Some("840"));
+    assert_eq!(field(&response, 38).map(|c| c.len()), Some(6));
+    assert_eq!(switch.balance(&account), (8_750, 1_250, 0));
+    let list = switch.api_ok("GET", &format!("/v1/authorizations?card={card}"), None);
+    let auths = list["data"].as_array().unwrap();
+    assert_eq!(auths.len(), 1);
+    assert_eq!(auths[0]["status"], "pending");
+    assert_eq!(auths[0]["amount"], 1_250);
+    assert_eq!(auths[0]["card"], card.as_str());
+    let id = auths[0]["id"].as_str().unwrap();
+    let auth = switch.api_ok("GET", &format!("/v1/authorizations/{id}"), None);
+    assert_eq!(auth["request_history"][0]["approved"], true);
+}
+
+#[test]
+fn every_decline_reason_has_its_response_code() {
+    let switch = Switch::start("");
+    let (account, holder, _) = switch.provision(5_000, PAN);
+    let mut client = switch.client();
+    let mut stan = 100;
+    let mut call =
+        |client: &mut Client, pan: &str, amount: u64, edit: &dyn Fn(&mut MessageBuilder)| {
+            stan += 1;
+            let mut b = auth_0100(pan, amount, stan);
+            edit(&mut b);
+            de39(&client.call(&b))
+        };
+    let none = |_: &mut MessageBuilder| {};
+    // Unknown card.
+    assert_eq!(call(&mut client, "4111111111111111", 100, &none), "14");
+    // Insufficient funds.
+    assert_eq!(call(&mut client, PAN, 6_000, &none), "51");
+    // Expiry mismatch (the card expires 12/99).
+    assert_eq!(
+        call(&mut client, PAN, 100, &|b| {
+            b.set_text(14, b"2501");
+        }),
+        "54"
+    );
+    // Unsupported processing code.
+    assert_eq!(
+        call(&mut client, PAN, 100, &|b| {
+            b.set_text(3, b"400000");
+        }),
+        "12"
+    );
+    // Currency not supported.
+    assert_eq!(
+        call(&mut client, PAN, 100, &|b| {
+            b.set_number(49, 999);
+        }),
+        "13"
+    );
+    // Blocked category on the card.
+    let blocked = switch.add_card(
+        &holder,
+        PAN2,
+        json!({"spending_controls":
+        {"blocked_categories": [5411]}}),
+    );
+    assert_eq!(call(&mut client, PAN2, 100, &none), "57");
+    // Spending limit.
+    let limited = "5555555555554444";
+    switch.add_card(
+        &holder,
+        limited,
+        json!({"spending_controls":
+        {"spending_limits": [{"amount": 500, "interval": "per_authorization"}]}}),
+    );
+    assert_eq!(call(&mut client, limited, 501, &none), "61");
+    assert_eq!(call(&mut client, limited, 500, &none), "00");
+    // Lost, stolen, canceled, inactive: set on a live card through the update route.
+    for (status, code) in [
+        ("inactive", "62"),
+        ("lost", "41"),
+        ("stolen", "43"),
+        ("canceled", "62"),
+    ] {
+        let (card, number) = switch.add_generated_card(&holder, json!({}));
+        assert_eq!(call(&mut client, &number, 1, &none), "00");
+        switch.api_ok(
+            "POST",
+            &format!("/v1/cards/{card}"),
+            Some(json!({"status": status})),
+        );
+        assert_eq!(
+            call(&mut client, &number, 100, &none),
+            code,
+            "status {status}"
+        );
+    }
+    let _ = blocked;
+    // Cardholder inactive, account disabled.
+    switch.api_ok(
+        "POST",
+        &format!("/v1/cardholders/{holder}"),
+        Some(json!({"status": "inactive"})),
+    );
+    assert_eq!(call(&mut client, PAN, 100, &none), "62");
+    switch.api_ok(
+        "POST",
+        &format!("/v1/cardholders/{holder}"),
+        Some(json!({"status": "active"})),
+    );
+    switch.api_ok(
+        "POST",
+        &format!("/v1/accounts/{account}"),
+        Some(json!({"status": "disabled"})),
+    );
+    assert_eq!(call(&mut client, PAN, 100, &none), "62");
+    // Missing mandatory DE4: format error.
+    let mut b = MessageBuilder::new(Mti::new(100));
+    b.set_text(2, PAN.as_bytes())
+        .set_text(3, b"000000")
+        .set_number(11, 999);
+    let response = client.call(&b);
+    assert_eq!(de39(&response), "30");
+    assert_eq!(field(&response, 11).as_deref(), Some("000999"));
+    // Only the approvals of 500 and 4 x 1 are held.
+    assert_eq!(switch.balance(&account), (4_496, 504, 0));
+}
+
+#[test]
+fn pipelined_requests_on_one_connection_are_all_answered() {
+    let switch = Switch::start("");
+    let (account, _, _) = switch.provision(1_000_000, PAN);
+    let mut client = switch.client();
+    let count = 500u32;
+    for stan in 1..=count {
+        client.send(&auth_0100(PAN, 10, stan));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..count {
+        let response = client.recv();
+        assert_eq!(de39(&response), "00");
+        seen.insert(response.stan().unwrap());
+    }
+    assert_eq!(seen, (1..=count).collect());
+    assert_eq!(
+        switch.balance(&account),
+        (1_000_000 - 10 * count as i64, 10 * count as i64, 0)
+    );
+}
+
+#[test]
+fn two_hundred_concurrent_connections() {
+    let switch = Switch::start("");
+    let (account, _, _) = switch.provision(1_000_000, PAN);
+    let iso = switch.iso;
+    let threads: Vec<_> = (0..200u32)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(iso);
+                let mut b = auth_0100(PAN, 7, 1);
+                let stan = format!("{:06}", i + 1);
+                b.set_text(11, stan.as_bytes());
+                let time = format!("11211{:05}", i);
+                b.set_text(7, time.as_bytes());
+                de39(&client.call(&b))
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), "00");
+    }
+    assert_eq!(switch.balance(&account), (1_000_000 - 1_400, 1_400, 0));
+}
+
+#[test]
+fn malformed_frame_among_good_ones_gets_30_and_the_connection_lives() {
+    let switch = Switch::start("");
+    switch.provision(10_000, PAN);
+    let mut client = switch.client();
+    assert_eq!(de39(&client.call(&auth_0100(PAN, 100, 1))), "00");
+    // 0100 with a bitmap announcing DE4 but a non-digit amount.
+    let mut body = Vec::new();
+    body.extend_from_slice(b"0100");
+    let mut bitmap = [0u8; 8];
+    for f in [3u8, 4, 11] {
+        bitmap[(f as usize - 1) / 8] |= 0x80 >> ((f - 1) % 8);
+    }
+    body.extend_from_slice(&bitmap);
+    body.extend_from_slice(b"000000");
+    body.extend_from_slice(b"0000000001X0");
+    body.extend_from_slice(b"000042");
+    let mut frame = (body.len() as u16).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    client.send_raw(&frame);
+    let response = client.recv();
+    assert_eq!(response.mti().value(), 110);
+    assert_eq!(de39(&response), "30");
+    assert_eq!(field(&response, 11).as_deref(), Some("000042"));
+    assert_eq!(de39(&client.call(&auth_0100(PAN, 100, 2))), "00");
+    // Garbage that is not even an MTI closes only this connection.
+    client.send_raw(&[0, 4, 0xff, 0xfe, 0xfd, 0xfc]);
+    assert!(client.try_recv().is_none());
+    let mut other = switch.client();
+    assert_eq!(de39(&other.call(&auth_0100(PAN, 100, 3))), "00");
+}
+
+#[test]
+fn connection_limit_closes_the_excess_at_once() {
+    let switch = Switch::start("[server]\nconnections_max = 3\n");
+    switch.provision(10_000, PAN);
+    let mut kept: Vec<Client> = (0..3).map(|_| switch.client()).collect();
+    for (i, c) in kept.iter_mut().enumerate() {
+        assert_eq!(de39(&c.call(&auth_0100(PAN, 1, i as u32 + 1))), "00");
+    }
+    let mut refused = TcpStream::connect(switch.iso).unwrap();
+    refused
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(
+        refused.read(&mut buf).unwrap_or(0),
+        0,
+        "refused connection must be closed"
+    );
+    assert!(switch
+        .metrics_text()
+        .contains("authswitch_connections_refused_total 1"));
+    drop(kept.pop());
+    std::thread::sleep(Duration::from_millis(200));
+    let mut again = switch.client();
+    assert_eq!(de39(&again.call(&auth_0100(PAN, 1, 9))), "00");
+}
+
+#[test]
+fn slow_sender_is_cut_off_and_others_are_not() {
+    let switch = Switch::start("[server]\nframe_read_timeout_ms = 300\n");
+    switch.provision(10_000, PAN);
+    let mut slow = TcpStream::connect(switch.iso).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    slow.write_all(&[0, 50, b'0', b'1']).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    assert_eq!(slow.read(&mut buf).unwrap_or(0), 0);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let mut good = switch.client();
+    assert_eq!(de39(&good.call(&auth_0100(PAN, 1, 1))), "00");
+    assert!(switch
+        .metrics_text()
+        .contains("authswitch_frames_rejected_total{reason=\"slow_sender\"} 1"));
+}
+
+#[test]
+fn oversized_length_header_closes_the_connection_and_is_counted() {
+    let switch = Switch::start("[server]\nframe_len_max = 1000\n");
+    let mut client = switch.client();
+    client.send_raw(&[0xff, 0xff, b'0']);
+    assert!(client.try_recv().is_none());
+    assert!(switch
+        .metrics_text()
+        .contains("authswitch_frames_rejected_total{reason=\"too_long\"} 1"));
+}
+
+#[test]
+fn graceful_shutdown_answers_everything_in_flight_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let switch = Switch::start_on(&dir.path().join("data"), "");
+    let (account, _, _) = switch.provision(1_000_000, PAN);
+    let mut client = switch.client();
+    for stan in 1..=300u32 {
+        client.send(&auth_0100(PAN, 3, stan));
+    }
+    let data_dir = switch.data_dir.clone();
+    let mut answered = 0;
+    let stopper = std::thread::spawn(move || switch.stop());
+    while let Some(response) = client.try_recv() {
+        assert_eq!(de39(&response), "00");
+        answered += 1;
+    }
+    let status = stopper.join().unwrap();
+    assert!(status.success(), "exit status {status}");
+    // Requests still in the socket when the signal came are not read, so not all 300 need an
+    // answer; every answered one must be durable and nothing unanswered may have moved money.
+    assert!(answered > 0);
+    let again = Switch::start_on(&data_dir, "");
+    let held = 3 * answered;
+    assert_eq!(again.balance(&account), (1_000_000 - held, held, 0));
+}
