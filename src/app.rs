@@ -80,6 +80,7 @@ pub fn admin_token(config: &Config) -> Result<(String, TokenSource), AppError> {
         path: path.clone(),
         source,
     };
+    std::fs::create_dir_all(&config.data_dir).map_err(io)?;
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok((text.trim().to_string(), TokenSource::File(path.clone()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
