@@ -7,6 +7,7 @@ pub mod command;
 mod expire;
 mod holds;
 mod invariants;
+mod lifecycle;
 pub mod query;
 pub mod records;
 pub mod state;
@@ -14,7 +15,7 @@ pub mod testkit;
 
 pub use command::{
     AuthKind, AuthOutcome, AuthRequest, Command, CommandError, MerchantData, Outcome,
-    ProgramConfig, TxnKey,
+    ProgramConfig, ReversalRequest, TxnKey,
 };
 pub use expire::is_lodging_mcc;
 pub use query::{Query, QueryResult};
