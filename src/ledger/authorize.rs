@@ -28,7 +28,7 @@ pub(crate) struct Decision {
 }
 
 impl Decision {
-    fn declined(amount_minor: i64, reason: DeclineReason) -> Self {
+    pub(crate) fn declined(amount_minor: i64, reason: DeclineReason) -> Self {
         Self {
             amount_minor,
             approved_minor: 0,
@@ -58,7 +58,7 @@ fn expiry_end_s(exp_year: u16, exp_month: u8) -> i64 {
     month_start_s(y, m)
 }
 
-fn check_amount(req: &AuthRequest) -> Result<(), DeclineReason> {
+pub(crate) fn check_amount(req: &AuthRequest) -> Result<(), DeclineReason> {
     let ok = |a: i64| match req.kind {
         AuthKind::AccountVerification => a == 0,
         _ => a > 0 && a <= AMOUNT_MINOR_MAX,
@@ -71,7 +71,7 @@ fn check_amount(req: &AuthRequest) -> Result<(), DeclineReason> {
 
 /// The request's amount in the account currency: DE4 when DE49 is the account currency,
 /// DE6 when DE51 is, else a currency mismatch.
-fn account_amount(req: &AuthRequest, currency: Currency) -> Result<i64, DeclineReason> {
+pub(crate) fn account_amount(req: &AuthRequest, currency: Currency) -> Result<i64, DeclineReason> {
     if req.currency == currency.numeric() {
         return Ok(req.amount_minor);
     }
@@ -99,7 +99,11 @@ fn violation_reason(v: ControlViolation) -> DeclineReason {
 }
 
 /// An answer that is not recorded (unknown card, overload, mismatched duplicate).
-fn unrecorded(reason: DeclineReason, currency: Option<Currency>, available: i64) -> AuthOutcome {
+pub(crate) fn unrecorded(
+    reason: DeclineReason,
+    currency: Option<Currency>,
+    available: i64,
+) -> AuthOutcome {
     AuthOutcome {
         authorization: None,
         code: reason.response_code(),
@@ -116,8 +120,30 @@ fn unrecorded(reason: DeclineReason, currency: Option<Currency>, available: i64)
 impl ShardState {
     /// Decides and applies one authorization request.
     pub(crate) fn authorize(&mut self, req: &AuthRequest, now_s: i64) -> AuthOutcome {
+        let (ci, ai) = match self.preamble(req, now_s) {
+            Ok(found) => found,
+            Err(answer) => return answer,
+        };
+        match req.original {
+            Some(orig) => self.incremental(ci, ai, req, orig, now_s),
+            None => {
+                let d = self.evaluate(ci, ai, req, now_s, false);
+                let out = self.record_new(ci, ai, req, &d, RequestKind::Authorization, now_s);
+                self.apply_early_reversal(req, &out, now_s);
+                out
+            }
+        }
+    }
+
+    /// What every new request goes through first: the card (14 if unknown), balance
+    /// inquiries (answered here), duplicates of a seen key, and room for a new record (91).
+    pub(crate) fn preamble(
+        &self,
+        req: &AuthRequest,
+        now_s: i64,
+    ) -> Result<(usize, usize), AuthOutcome> {
         let Some(ci) = self.card_index(req.card) else {
-            return unrecorded(DeclineReason::UnknownCard, None, 0);
+            return Err(unrecorded(DeclineReason::UnknownCard, None, 0));
         };
         let ai = self.card_account(ci);
         let (currency, available) = (
@@ -125,12 +151,12 @@ impl ShardState {
             self.accounts[ai].available_minor,
         );
         if req.kind == AuthKind::BalanceInquiry {
-            return self.balance_inquiry(ci, ai, req, now_s);
+            return Err(self.balance_inquiry(ci, ai, req, now_s));
         }
         if let Some(e) = self.keys.get(&req.key).copied() {
-            return self.duplicate_outcome(e, req.content_hash, ai);
+            return Err(self.duplicate_outcome(e, req.content_hash, ai));
         }
-        if !self.auth_room() {
+        if !self.auth_room() || !self.txn_room() {
             let mut out = unrecorded(
                 DeclineReason::UnsupportedTransaction,
                 Some(currency),
@@ -138,15 +164,9 @@ impl ShardState {
             );
             out.code = ResponseCode::SYSTEM_UNAVAILABLE;
             out.reason = None;
-            return out;
+            return Err(out);
         }
-        match req.original {
-            Some(orig) => self.incremental(ci, ai, req, orig, now_s),
-            None => {
-                let d = self.evaluate(ci, ai, req, now_s, false);
-                self.record_new(ci, ai, req, &d, RequestKind::Authorization, now_s)
-            }
-        }
+        Ok((ci, ai))
     }
 
     /// Card, cardholder and account checks shared by every request kind.

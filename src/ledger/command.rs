@@ -238,6 +238,33 @@ pub enum Command {
     /// Releases pending holds older than their expiry age and purges finished
     /// authorizations older than the retention age, both as of the record's `now_s`.
     ExpireHolds,
+    /// 0120 stand-in advice: recorded even when it overdraws; an authorization with the same
+    /// key (approved or declined) is brought in line with the advised amount.
+    Advice(AuthRequest),
+    /// 0400/0420 reversal, full or partial.
+    Reverse(ReversalRequest),
+    /// 0200 financial request: authorize and capture at once.
+    Financial(AuthRequest),
+    /// Clearing of an authorization: full, partial (the rest released unless
+    /// `close_authorization` is false, allowing several captures) or over-capture (taken
+    /// from available even below zero). Never declined by controls or status.
+    Capture {
+        authorization: AuthorizationId,
+        amount_minor: i64,
+        close_authorization: bool,
+    },
+    /// Refund of a captured transaction (all of what is left when `amount_minor` is None).
+    Refund {
+        transaction: TransactionId,
+        amount_minor: Option<i64>,
+    },
+    /// Capture without an authorization.
+    ForceCapture {
+        card: CardId,
+        amount_minor: i64,
+        mcc: u16,
+        merchant: MerchantData,
+    },
 }
 
 impl Command {

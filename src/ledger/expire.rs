@@ -64,7 +64,10 @@ impl ShardState {
             self.auths.pop_front();
             self.auth_base_seq += 1;
         }
-        more |= self.purge_transactions(now_s.saturating_sub(retention_s));
+        let before_s = now_s.saturating_sub(retention_s);
+        more |= self.purge_transactions(before_s);
+        // Bounded by EARLY_REVERSALS_MAX.
+        self.early_reversals.retain(|_, e| e.created_s > before_s);
         Outcome::Expired {
             released,
             purged,

@@ -7,6 +7,7 @@ pub mod command;
 mod expire;
 mod holds;
 mod invariants;
+mod lifecycle;
 pub mod query;
 pub mod records;
 pub mod router;
@@ -18,7 +19,7 @@ pub mod tools;
 
 pub use command::{
     AuthKind, AuthOutcome, AuthRequest, Command, CommandError, MerchantData, Outcome,
-    ProgramConfig, TxnKey,
+    ProgramConfig, ReversalRequest, TxnKey,
 };
 pub use expire::is_lodging_mcc;
 pub use query::{Query, QueryResult};

@@ -171,3 +171,11 @@ mod tests {
         assert_eq!(a, approval_code_for(AuthorizationId::new(0, 1)));
     }
 }
+
+/// A reversal whose original has not arrived (yet): applied to the original when it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlyReversal {
+    pub card: CardId,
+    pub replacement_amount_minor: Option<i64>,
+    pub created_s: i64,
+}

@@ -6,7 +6,7 @@
 //! fresh state (or into a snapshot) rebuilds the same state, byte for byte of its digest.
 
 use super::command::{Command, CommandError, Outcome, ProgramConfig, TxnKey};
-use super::records::{Authorization, KeyEntry, Transaction};
+use super::records::{Authorization, EarlyReversal, KeyEntry, Transaction};
 use crate::domain::controls::{normalize_limits, validate_limits, SpendingControls};
 use crate::domain::currency::AMOUNT_MINOR_MAX;
 use crate::domain::entities::{boxed_controls, Account, Card, Cardholder, NAME_LEN_MAX};
@@ -31,6 +31,8 @@ pub const AUTHORIZATION_SLOTS_MAX: usize = 1 << 24;
 pub const TRANSACTION_SLOTS_MAX: usize = 1 << 24;
 /// Most entries in the transaction-key index.
 pub const KEYS_MAX: usize = 1 << 25;
+/// Most reversals kept waiting for their original.
+pub const EARLY_REVERSALS_MAX: usize = 1 << 16;
 /// Most records one `ExpireHolds` looks at; it reports `more` when it stopped there.
 pub const EXPIRE_SCAN_MAX: usize = 1 << 20;
 /// Longest hold expiry or retention age accepted in the program config (400 days).
@@ -106,6 +108,8 @@ pub struct ShardState {
     pub(crate) txn_base_seq: u64,
     pub(crate) txns: VecDeque<Option<Box<Transaction>>>,
     pub(crate) keys: KeyMap<KeyEntry>,
+    /// Reversals that arrived before their original, by the original's key.
+    pub(crate) early_reversals: KeyMap<EarlyReversal>,
 }
 
 /// Applies one command at time `now_s` (recorded with the command in the WAL).
@@ -143,6 +147,24 @@ pub fn apply(state: &mut ShardState, cmd: &Command, now_s: i64) -> Outcome {
         } => state.update_card(*card, *status, spending_controls.as_ref()),
         Command::SetProgramConfig(config) => state.set_config(config),
         Command::ExpireHolds => Ok(state.expire_holds(now_s)),
+        Command::Advice(req) => return Outcome::Authorization(state.advice(req, now_s)),
+        Command::Reverse(req) => Ok(state.reverse(req, now_s)),
+        Command::Financial(req) => return Outcome::Authorization(state.financial(req, now_s)),
+        Command::Capture {
+            authorization,
+            amount_minor,
+            close_authorization,
+        } => state.capture(*authorization, *amount_minor, *close_authorization, now_s),
+        Command::Refund {
+            transaction,
+            amount_minor,
+        } => state.refund(*transaction, *amount_minor, now_s),
+        Command::ForceCapture {
+            card,
+            amount_minor,
+            mcc,
+            merchant,
+        } => state.force_capture(*card, *amount_minor, *mcc, merchant, now_s),
     };
     result.unwrap_or_else(Outcome::Rejected)
 }
@@ -173,6 +195,7 @@ impl ShardState {
             txn_base_seq: 0,
             txns: VecDeque::new(),
             keys: KeyMap::default(),
+            early_reversals: KeyMap::default(),
         }
     }
 
@@ -237,6 +260,29 @@ impl ShardState {
     pub(crate) fn txn(&self, seq: u64) -> Option<&Transaction> {
         let i = usize::try_from(seq.checked_sub(self.txn_base_seq)?).ok()?;
         self.txns.get(i)?.as_deref()
+    }
+
+    pub(crate) fn txn_mut(&mut self, seq: u64) -> Option<&mut Transaction> {
+        let i = usize::try_from(seq.checked_sub(self.txn_base_seq)?).ok()?;
+        self.txns.get_mut(i)?.as_deref_mut()
+    }
+
+    pub(crate) fn next_txn_seq(&self) -> u64 {
+        self.txn_base_seq + self.txns.len() as u64
+    }
+
+    /// Room for one more transaction.
+    pub(crate) fn txn_room(&self) -> bool {
+        self.txns.len() < TRANSACTION_SLOTS_MAX && self.next_txn_seq() < ID_SEQ_MAX
+    }
+
+    /// Remembers that account `ai` was pushed below zero by an advice or over-capture.
+    pub(crate) fn mark_overdrawn(&mut self, ai: usize) {
+        if self.accounts[ai].available_minor < 0 {
+            if let Err(pos) = self.overdrawn.binary_search(&(ai as u64)) {
+                self.overdrawn.insert(pos, ai as u64);
+            }
+        }
     }
 
     fn create_account(&mut self, currency: Currency) -> Result<Outcome, CommandError> {
@@ -516,6 +562,9 @@ impl ShardState {
         let mut keys: Vec<(&TxnKey, &KeyEntry)> = self.keys.iter().collect();
         keys.sort_unstable_by_key(|(k, _)| **k);
         hash_part(&mut h, &keys);
+        let mut early: Vec<_> = self.early_reversals.iter().collect();
+        early.sort_unstable_by_key(|(k, _)| **k);
+        hash_part(&mut h, &early);
         *h.finalize().as_bytes()
     }
 }
