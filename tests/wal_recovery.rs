@@ -323,6 +323,24 @@ fn missing_segment_is_a_named_gap() {
         ),
         "{err:?}"
     );
+    let problem = authswitch::wal::verify(dir.path())
+        .unwrap()
+        .problem
+        .unwrap();
+    assert_eq!(
+        (
+            problem.file,
+            problem.offset,
+            problem.reason,
+            problem.torn_tail
+        ),
+        (
+            segs[1].clone(),
+            0,
+            "records 1..3 missing".to_string(),
+            false
+        )
+    );
 }
 
 #[test]
