@@ -5,6 +5,20 @@
 //! mean. One directory per shard holds `wal-{first_lsn:020}.log` segments and
 //! `snapshot-{lsn:020}.snap` files. A record is acknowledged (its completion called with Ok)
 //! only after the batch that holds it has been written and fdatasync'ed.
+//!
+//! How a shard uses it:
+//! 1. `recover(dir, &cfg.recover_options(), |lsn, kind, payload| ...)` rebuilds the state
+//!    from `Recovered::snapshot` plus the replayed records (a torn tail is cut; corruption
+//!    in the middle is an error unless `truncate_corrupt`).
+//! 2. `WalWriter::start(cfg, &recovered)` spawns two threads: the writer (one `write` + one
+//!    `fdatasync` per batch) and the snapshot writer.
+//! 3. Per batch the shard takes `buffer()` / `completions_buffer()`, appends records with
+//!    `encode_record` (LSNs continue from `recovered.next_lsn`), and `submit`s; completions
+//!    are called in order with Ok once durable, or with `WalFailed` for this and every later
+//!    batch once a write or sync failed (answer 96 until restart).
+//! 4. Now and then `snapshot(lsn, bytes)`; it is written once the log is durable through
+//!    `lsn`, then older segments and snapshots are deleted.
+//! 5. `shutdown()` completes what is queued, syncs and joins.
 
 pub mod file;
 pub mod record;
