@@ -44,6 +44,11 @@ pub const BATCH_QUEUE_MAX_DEFAULT: usize = 4;
 /// Snapshots waiting for the snapshot thread; more are refused (the next one will do).
 pub const SNAPSHOT_QUEUE_MAX: usize = 2;
 
+/// The WAL directory of `shard` under the data directory: `{data_dir}/shard-{shard:02}`.
+pub fn shard_dir(data_dir: &std::path::Path, shard: u16) -> PathBuf {
+    data_dir.join(format!("shard-{shard:02}"))
+}
+
 /// When the writer calls fdatasync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -98,5 +103,32 @@ impl WalConfig {
             record_len_max: self.record_len_max,
             ..RecoverOptions::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_dir_names() {
+        let data = std::path::Path::new("data");
+        assert_eq!(shard_dir(data, 0), PathBuf::from("data/shard-00"));
+        assert_eq!(shard_dir(data, 123), PathBuf::from("data/shard-123"));
+    }
+
+    #[test]
+    fn fsync_policy_config_names() {
+        #[derive(serde::Deserialize)]
+        struct Cfg {
+            fsync: FsyncPolicy,
+        }
+        let always: Cfg = toml::from_str("fsync = \"always\"").unwrap();
+        let none: Cfg = toml::from_str("fsync = \"none\"").unwrap();
+        assert_eq!(
+            (always.fsync, none.fsync),
+            (FsyncPolicy::Always, FsyncPolicy::None)
+        );
+        assert!(toml::from_str::<Cfg>("fsync = \"sometimes\"").is_err());
     }
 }
