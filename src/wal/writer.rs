@@ -283,6 +283,15 @@ impl<C: Completion> Drop for WalWriter<C> {
     }
 }
 
+/// A full disk is reported as such even when it hits while creating a segment.
+fn create_reason(e: &io::Error) -> WalFailReason {
+    if e.raw_os_error() == Some(ENOSPC) {
+        WalFailReason::NoSpace
+    } else {
+        WalFailReason::CreateSegment
+    }
+}
+
 /// Refuses configurations the writer cannot run with (they come from a config file).
 fn check_config(cfg: &WalConfig) -> io::Result<()> {
     let bad = |what: &str| {
@@ -471,11 +480,11 @@ impl<C: Completion> WriterThread<C> {
         }
         let path = match create_segment(&self.cfg.dir, first_lsn) {
             Ok(path) => path,
-            Err(e) => return Err(self.fail(WalFailReason::CreateSegment, first_lsn, Some(&e))),
+            Err(e) => return Err(self.fail(create_reason(&e), first_lsn, Some(&e))),
         };
         match open_segment_file(&path, self.fault.as_ref()) {
             Ok(file) => self.file = file,
-            Err(e) => return Err(self.fail(WalFailReason::CreateSegment, first_lsn, Some(&e))),
+            Err(e) => return Err(self.fail(create_reason(&e), first_lsn, Some(&e))),
         }
         info!(
             shard = self.cfg.shard, file = %path.display(),
