@@ -182,3 +182,52 @@ fn writer_panic_on_a_malformed_batch_fails_the_wal() {
     writer.shutdown();
     assert_eq!(recovered_lsns(dir.path()).1, vec![1, 2]);
 }
+
+mod any_plan {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn plan_text() -> impl Strategy<Value = String> {
+        let names = prop_oneof![
+            Just("write_fail_after"),
+            Just("short_write_after"),
+            Just("enospc_after"),
+            Just("fsync_fail_after"),
+        ];
+        (names, 0u64..8).prop_map(|(name, n)| format!("{name}={n}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Whatever fails when: the records acknowledged Ok are exactly the records recovered,
+        /// and no Ok follows an error.
+        #[test]
+        fn acknowledged_is_exactly_recovered(
+            plan in plan_text(),
+            sizes in proptest::collection::vec(1u64..6, 1..10),
+            segment_bytes_max in 40u64..400,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = WalConfig {
+                fault_plan: Some(plan.parse().unwrap()),
+                segment_bytes_max,
+                ..WalConfig::new(dir.path(), 0)
+            };
+            let log = Log::default();
+            let writer = WalWriter::start(cfg, &Recovered::empty()).unwrap();
+            let mut next = 1;
+            for size in &sizes {
+                submit(&writer, next, next + size - 1, &log);
+                next += size;
+            }
+            writer.shutdown();
+            let log = log.lock().unwrap();
+            prop_assert_eq!(log.len() as u64, next - 1);
+            let acked = log.iter().take_while(|(_, r)| r.is_ok()).count();
+            prop_assert!(log[acked..].iter().all(|(_, r)| r.is_err()));
+            let (_, lsns) = recovered_lsns(dir.path());
+            prop_assert_eq!(lsns, (1..=acked as u64).collect::<Vec<_>>());
+        }
+    }
+}

@@ -284,6 +284,32 @@ fn missing_segment_is_a_named_gap() {
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
+    let seg3_len = fs::metadata(&segs[2]).unwrap().len();
+    let opts = RecoverOptions {
+        truncate_corrupt: true,
+        ..RecoverOptions::default()
+    };
+    let (rec, seen) = recover_all(dir.path(), &opts).unwrap();
+    assert_eq!(seen, expected(1, 3));
+    assert_eq!((rec.next_lsn, rec.truncated_bytes), (4, seg3_len));
+    assert!(!segs[2].exists());
+    let log = Log::default();
+    let cfg = WalConfig {
+        segment_bytes_max: 100,
+        ..WalConfig::new(dir.path(), 0)
+    };
+    let writer = WalWriter::start(cfg, &rec).unwrap();
+    append(&writer, 4, 5, 2, &log);
+    writer.shutdown();
+    assert!(segs[1].exists(), "records 4.. went to a new wal-4 segment");
+    assert_eq!(
+        recover_all(dir.path(), &RecoverOptions::default())
+            .unwrap()
+            .1,
+        expected(1, 5)
+    );
+
+    // With the first segment gone too, nothing connects to lsn 1.
     fs::remove_file(&segs[0]).unwrap();
     let err = recover_all(dir.path(), &RecoverOptions::default()).unwrap_err();
     assert!(
@@ -291,11 +317,29 @@ fn missing_segment_is_a_named_gap() {
             err,
             RecoveryError::Gap {
                 expected_lsn: 1,
-                found_lsn: 7,
+                found_lsn: 4,
                 ..
             }
         ),
         "{err:?}"
+    );
+    let problem = authswitch::wal::verify(dir.path())
+        .unwrap()
+        .problem
+        .unwrap();
+    assert_eq!(
+        (
+            problem.file,
+            problem.offset,
+            problem.reason,
+            problem.torn_tail
+        ),
+        (
+            segs[1].clone(),
+            0,
+            "records 1..3 missing".to_string(),
+            false
+        )
     );
 }
 

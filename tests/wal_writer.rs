@@ -143,3 +143,32 @@ fn config_defaults_and_payload_limit() {
     assert_eq!(cfg.recover_options().record_len_max, 1 << 20);
     assert!(cfg.fault_plan.is_none());
 }
+
+#[test]
+fn bad_config_is_refused_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    for cfg in [
+        WalConfig {
+            batch_queue_max: 0,
+            ..WalConfig::new(dir.path(), 0)
+        },
+        WalConfig {
+            segment_bytes_max: 0,
+            ..WalConfig::new(dir.path(), 0)
+        },
+        WalConfig {
+            record_len_max: 8,
+            ..WalConfig::new(dir.path(), 0)
+        },
+    ] {
+        let err = WalWriter::<Done>::start(cfg, &Recovered::empty())
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing created"
+    );
+}

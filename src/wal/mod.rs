@@ -5,6 +5,20 @@
 //! mean. One directory per shard holds `wal-{first_lsn:020}.log` segments and
 //! `snapshot-{lsn:020}.snap` files. A record is acknowledged (its completion called with Ok)
 //! only after the batch that holds it has been written and fdatasync'ed.
+//!
+//! How a shard uses it:
+//! 1. `recover(dir, &cfg.recover_options(), |lsn, kind, payload| ...)` rebuilds the state
+//!    from `Recovered::snapshot` plus the replayed records (a torn tail is cut; corruption
+//!    in the middle is an error unless `truncate_corrupt`).
+//! 2. `WalWriter::start(cfg, &recovered)` spawns two threads: the writer (one `write` + one
+//!    `fdatasync` per batch) and the snapshot writer.
+//! 3. Per batch the shard takes `buffer()` / `completions_buffer()`, appends records with
+//!    `encode_record` (LSNs continue from `recovered.next_lsn`), and `submit`s; completions
+//!    are called in order with Ok once durable, or with `WalFailed` for this and every later
+//!    batch once a write or sync failed (answer 96 until restart).
+//! 4. Now and then `snapshot(lsn, bytes)`; it is written once the log is durable through
+//!    `lsn`, then older segments and snapshots are deleted.
+//! 5. `shutdown()` completes what is queued, syncs and joins.
 
 pub mod file;
 pub mod record;
@@ -29,6 +43,11 @@ pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 << 20;
 pub const BATCH_QUEUE_MAX_DEFAULT: usize = 4;
 /// Snapshots waiting for the snapshot thread; more are refused (the next one will do).
 pub const SNAPSHOT_QUEUE_MAX: usize = 2;
+
+/// The WAL directory of `shard` under the data directory: `{data_dir}/shard-{shard:02}`.
+pub fn shard_dir(data_dir: &std::path::Path, shard: u16) -> PathBuf {
+    data_dir.join(format!("shard-{shard:02}"))
+}
 
 /// When the writer calls fdatasync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -84,5 +103,32 @@ impl WalConfig {
             record_len_max: self.record_len_max,
             ..RecoverOptions::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_dir_names() {
+        let data = std::path::Path::new("data");
+        assert_eq!(shard_dir(data, 0), PathBuf::from("data/shard-00"));
+        assert_eq!(shard_dir(data, 123), PathBuf::from("data/shard-123"));
+    }
+
+    #[test]
+    fn fsync_policy_config_names() {
+        #[derive(serde::Deserialize)]
+        struct Cfg {
+            fsync: FsyncPolicy,
+        }
+        let always: Cfg = toml::from_str("fsync = \"always\"").unwrap();
+        let none: Cfg = toml::from_str("fsync = \"none\"").unwrap();
+        assert_eq!(
+            (always.fsync, none.fsync),
+            (FsyncPolicy::Always, FsyncPolicy::None)
+        );
+        assert!(toml::from_str::<Cfg>("fsync = \"sometimes\"").is_err());
     }
 }

@@ -241,11 +241,17 @@ pub fn recover(
     for (idx, (name_lsn, path)) in segments.iter().enumerate() {
         if *name_lsn != expected_lsn {
             let reason = format!("segment named lsn {name_lsn}, expected {expected_lsn}");
-            return Err(RecoveryError::Corrupt {
-                file: path.clone(),
-                offset: 0,
-                reason,
-            });
+            if !opts.truncate_corrupt {
+                return Err(RecoveryError::Corrupt {
+                    file: path.clone(),
+                    offset: 0,
+                    reason,
+                });
+            }
+            error!(file = %path.display(), %reason, "WAL: segments missing, DISCARDING the rest \
+                   of the log as requested (truncate_corrupt)");
+            out.truncated_bytes += remove_later_segments(dir, &segments[idx..])?;
+            break;
         }
         read_segment(path, opts.segment_file_bytes_max, &mut buf)?;
         let (end, valid_bytes) =

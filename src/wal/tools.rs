@@ -99,6 +99,21 @@ fn walk(
         });
     }
     let mut expected = listing.segments.first().map_or(1, |s| s.0);
+    // The oldest segment must connect to the newest snapshot (or to lsn 1 without one).
+    let covered_through = listing.snapshots.last().map_or(0, |s| s.0);
+    if let Some((first_lsn, path)) = listing.segments.first() {
+        if *first_lsn > covered_through + 1 {
+            let reason = format!("records {}..{} missing", covered_through + 1, first_lsn - 1);
+            let problem = Problem {
+                file: path.clone(),
+                offset: 0,
+                reason,
+                torn_tail: false,
+            };
+            report.problem = Some(problem);
+            return Ok(());
+        }
+    }
     let mut buf = Vec::new();
     for (idx, (name_lsn, path)) in listing.segments.iter().enumerate() {
         report.segments += 1;

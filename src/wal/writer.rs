@@ -79,6 +79,8 @@ pub struct WalFailed {
 /// State shared by the handle, the writer thread and the snapshot thread.
 struct Shared {
     durable_lsn: AtomicU64,
+    /// Set together with `failed`, so the shard's per-request check needs no lock.
+    has_failed: AtomicBool,
     failed: Mutex<Option<WalFailed>>,
     stopping: AtomicBool,
     wake: Condvar,
@@ -86,7 +88,18 @@ struct Shared {
 
 impl Shared {
     fn failed(&self) -> Option<WalFailed> {
+        if !self.has_failed.load(Ordering::Acquire) {
+            return None;
+        }
         *self.failed.lock()
+    }
+
+    /// Records the first failure (later ones keep it) and wakes the snapshot thread.
+    fn set_failed(&self, failed: WalFailed) -> WalFailed {
+        let first = *self.failed.lock().get_or_insert(failed);
+        self.has_failed.store(true, Ordering::Release);
+        self.wake.notify_all();
+        first
     }
 
     fn set_durable(&self, lsn: u64) {
@@ -132,7 +145,7 @@ impl<C: Completion> WalWriter<C> {
     /// Opens the log after `recovered` (appending to its tail segment or starting a new one)
     /// and spawns the writer and snapshot threads.
     pub fn start(cfg: WalConfig, recovered: &Recovered) -> io::Result<Self> {
-        assert!(cfg.batch_queue_max >= 1 && cfg.segment_bytes_max >= 1);
+        check_config(&cfg)?;
         let shard = cfg.shard.to_string();
         if cfg.fsync == FsyncPolicy::None {
             warn!(
@@ -147,6 +160,7 @@ impl<C: Completion> WalWriter<C> {
         let (file, segment) = open_tail(&cfg, recovered, fault.as_ref())?;
         let shared = Arc::new(Shared {
             durable_lsn: AtomicU64::new(recovered.next_lsn - 1),
+            has_failed: AtomicBool::new(false),
             failed: Mutex::new(None),
             stopping: AtomicBool::new(false),
             wake: Condvar::new(),
@@ -267,6 +281,35 @@ impl<C: Completion> Drop for WalWriter<C> {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A full disk is reported as such even when it hits while creating a segment.
+fn create_reason(e: &io::Error) -> WalFailReason {
+    if e.raw_os_error() == Some(ENOSPC) {
+        WalFailReason::NoSpace
+    } else {
+        WalFailReason::CreateSegment
+    }
+}
+
+/// Refuses configurations the writer cannot run with (they come from a config file).
+fn check_config(cfg: &WalConfig) -> io::Result<()> {
+    let bad = |what: &str| {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            what.to_string(),
+        ))
+    };
+    if cfg.batch_queue_max == 0 {
+        return bad("wal batch_queue_max must be at least 1");
+    }
+    if cfg.segment_bytes_max == 0 {
+        return bad("wal segment_bytes_max must be at least 1");
+    }
+    if cfg.record_len_max < super::record::RECORD_LEN_MIN {
+        return bad("wal record_len_max must be at least 9");
+    }
+    Ok(())
 }
 
 /// The open segment: its first LSN and the bytes durably written so far.
@@ -437,11 +480,11 @@ impl<C: Completion> WriterThread<C> {
         }
         let path = match create_segment(&self.cfg.dir, first_lsn) {
             Ok(path) => path,
-            Err(e) => return Err(self.fail(WalFailReason::CreateSegment, first_lsn, Some(&e))),
+            Err(e) => return Err(self.fail(create_reason(&e), first_lsn, Some(&e))),
         };
         match open_segment_file(&path, self.fault.as_ref()) {
             Ok(file) => self.file = file,
-            Err(e) => return Err(self.fail(WalFailReason::CreateSegment, first_lsn, Some(&e))),
+            Err(e) => return Err(self.fail(create_reason(&e), first_lsn, Some(&e))),
         }
         info!(
             shard = self.cfg.shard, file = %path.display(),
@@ -468,8 +511,7 @@ impl<C: Completion> WriterThread<C> {
             first_lsn,
             os_error: err.and_then(|e| e.raw_os_error()),
         };
-        *self.shared.failed.lock() = Some(failed);
-        self.shared.wake.notify_all();
+        self.shared.set_failed(failed);
         let detail = err.map_or_else(|| "short write".to_string(), |e| e.to_string());
         error!(
             shard = self.cfg.shard, reason = reason.as_str(), first_lsn, error = %detail,
@@ -510,8 +552,7 @@ impl<C: Completion> Drop for FailOnPanic<C> {
             os_error: None,
         };
         // An earlier failure stays the reason; queued batches get that one.
-        let failed = *self.shared.failed.lock().get_or_insert(failed);
-        self.shared.wake.notify_all();
+        let failed = self.shared.set_failed(failed);
         error!(first_lsn, "WAL FAILED: writer thread panicked");
         // At most the queue's capacity is waiting; later submits see the channel closed.
         for _ in 0..=self.drain_max {
