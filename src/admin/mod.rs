@@ -42,6 +42,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/bulk/cards"),
     ("get", "/v1/authorizations"),
     ("get", "/v1/authorizations/{id}"),
+    ("post", "/v1/authorizations/{id}/capture"),
+    ("post", "/v1/transactions/force_capture"),
+    ("get", "/v1/transactions/{id}"),
+    ("post", "/v1/transactions/{id}/refund"),
 ];
 
 /// What every handler shares.

@@ -16,10 +16,12 @@ use super::error::{parse_body, ApiError};
 use super::AdminState;
 use crate::config::Config;
 use crate::domain::controls::{SpendingControls, SpendingLimit};
+use crate::domain::TransactionId;
 use crate::domain::{
     AccountId, AccountStatus, AuthorizationId, CardId, CardStatus, CardholderId, CardholderStatus,
     Currency,
 };
+use crate::ledger::MerchantData;
 use crate::ledger::{Command, CommandError, Outcome, ProgramConfig, Query, QueryResult};
 
 /// Most cards in one bulk request.
@@ -44,6 +46,13 @@ pub fn routes() -> Router<AdminState> {
         .route("/v1/bulk/cards", post(bulk_cards))
         .route("/v1/authorizations", get(list_authorizations))
         .route("/v1/authorizations/{id}", get(get_authorization))
+        .route(
+            "/v1/authorizations/{id}/capture",
+            post(capture_authorization),
+        )
+        .route("/v1/transactions/force_capture", post(force_capture))
+        .route("/v1/transactions/{id}", get(get_transaction))
+        .route("/v1/transactions/{id}/refund", post(refund_transaction))
 }
 
 fn parse_id<T: FromStr>(param: &str, text: &str) -> Result<T, ApiError> {
@@ -480,6 +489,162 @@ async fn list_authorizations(
     Ok(Json(
         json!({"object": "list", "data": data, "has_more": has_more}),
     ))
+}
+
+// ---- captures, refunds, transactions ----------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureBody {
+    amount: i64,
+    close_authorization: Option<bool>,
+}
+
+/// Clearing: full, partial or over-capture of an authorization. Never declined by controls or
+/// card status; an over-capture takes the difference from available, even below zero, and
+/// is flagged in the transaction (`over_capture`).
+async fn capture_authorization(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let authorization: AuthorizationId = parse_id("authorization", &id)?;
+    let body: CaptureBody = parse_body(&body)?;
+    if body.amount <= 0 {
+        return Err(ApiError::invalid(
+            "amount",
+            "must be a positive integer (minor units)",
+        ));
+    }
+    let capture = Command::Capture {
+        authorization,
+        amount_minor: body.amount,
+        close_authorization: body.close_authorization.unwrap_or(true),
+    };
+    match command(&state, authorization.shard(), capture).await? {
+        Outcome::Captured {
+            transaction,
+            over_capture_minor,
+            ..
+        } => {
+            let mut json = transaction_json(&state, transaction).await?;
+            json.0["over_capture"] = json!(over_capture_minor);
+            Ok(json)
+        }
+        _ => Err(ApiError::invalid("authorization", "unexpected outcome")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    amount: Option<i64>,
+}
+
+async fn refund_transaction(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let transaction: TransactionId = parse_id("transaction", &id)?;
+    let body: RefundBody = parse_body(&body)?;
+    if body.amount.is_some_and(|a| a <= 0) {
+        return Err(ApiError::invalid(
+            "amount",
+            "must be a positive integer (minor units)",
+        ));
+    }
+    let refund = Command::Refund {
+        transaction,
+        amount_minor: body.amount,
+    };
+    match command(&state, transaction.shard(), refund).await? {
+        Outcome::Refunded {
+            transaction: refund,
+            ..
+        } => transaction_json(&state, refund).await,
+        _ => Err(ApiError::invalid("transaction", "unexpected outcome")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MerchantBody {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    city: String,
+    #[serde(default)]
+    country: String,
+    #[serde(default)]
+    terminal_id: String,
+    #[serde(default)]
+    network_id: String,
+    #[serde(default)]
+    category_code: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForceCaptureBody {
+    card: String,
+    amount: i64,
+    #[serde(default)]
+    merchant_data: Option<MerchantBody>,
+}
+
+/// A capture the network clears without an authorization.
+async fn force_capture(State(state): State<AdminState>, body: Bytes) -> ApiResult {
+    let body: ForceCaptureBody = parse_body(&body)?;
+    let card: CardId = body_id("card", &body.card)?;
+    if body.amount <= 0 {
+        return Err(ApiError::invalid(
+            "amount",
+            "must be a positive integer (minor units)",
+        ));
+    }
+    let m = body.merchant_data.unwrap_or(MerchantBody {
+        name: String::new(),
+        city: String::new(),
+        country: String::new(),
+        terminal_id: String::new(),
+        network_id: String::new(),
+        category_code: 0,
+    });
+    if m.category_code > 9999 {
+        return Err(ApiError::invalid(
+            "merchant_data.category_code",
+            "an MCC is 0 to 9999",
+        ));
+    }
+    let merchant = MerchantData::new(
+        m.name.as_bytes(),
+        m.city.as_bytes(),
+        m.country.as_bytes(),
+        m.terminal_id.as_bytes(),
+        m.network_id.as_bytes(),
+    );
+    let capture = Command::ForceCapture {
+        card,
+        amount_minor: body.amount,
+        mcc: m.category_code,
+        merchant,
+    };
+    match command(&state, card.shard(), capture).await? {
+        Outcome::Captured { transaction, .. } => transaction_json(&state, transaction).await,
+        _ => Err(ApiError::invalid("card", "unexpected outcome")),
+    }
+}
+
+async fn transaction_json(state: &AdminState, id: TransactionId) -> ApiResult {
+    match query(state, id.shard(), Query::GetTransaction(id)).await? {
+        QueryResult::Transaction(view) => Ok(Json(with_object("issuing.transaction", &view))),
+        _ => Err(ApiError::not_found("transaction")),
+    }
+}
+
+async fn get_transaction(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult {
+    transaction_json(&state, parse_id("transaction", &id)?).await
 }
 
 /// Serializes a view and adds Stripe's `object` field.

@@ -9,7 +9,7 @@ use crate::domain::controls::card_presence;
 use crate::domain::country::alpha2_from_numeric;
 use crate::domain::CardId;
 use crate::iso8583::{Message, Pan, FIELD_LEN_MAX};
-use crate::ledger::command::{AuthKind, AuthRequest, MerchantData, TxnKey};
+use crate::ledger::command::{AuthKind, AuthRequest, MerchantData, ReversalRequest, TxnKey};
 use crate::ledger::runtime::Ledger;
 use crate::ledger::shard::Work;
 use crate::ledger::{Command, Outcome};
@@ -31,9 +31,10 @@ const FORMAT_ERROR: Dispatch = Dispatch::Local(*b"30");
 pub fn dispatch(msg: &Message, ledger: &Ledger) -> Dispatch {
     match msg.mti().value() {
         800 => network_management(msg),
-        100 | 101 => authorization(msg, ledger).unwrap_or(FORMAT_ERROR),
-        // Reversals wait for the lifecycle commands of the ledger (issue 5).
-        400 | 401 | 420 | 421 => Dispatch::Local(*b"12"),
+        100 | 101 => authorization(msg, ledger, Flow::Authorize).unwrap_or(FORMAT_ERROR),
+        200 | 201 => authorization(msg, ledger, Flow::Financial).unwrap_or(FORMAT_ERROR),
+        120 | 121 => advice(msg, ledger).unwrap_or(FORMAT_ERROR),
+        400 | 401 | 420 | 421 => reversal(msg, ledger).unwrap_or(FORMAT_ERROR),
         _ if msg.mti().response().is_some() => Dispatch::Local(*b"12"),
         _ => Dispatch::Ignore,
     }
@@ -80,7 +81,16 @@ fn ten_digits(mut value: u64) -> [u8; 10] {
     out
 }
 
-fn authorization(msg: &Message, ledger: &Ledger) -> Option<Dispatch> {
+/// Which command an authorization-shaped request becomes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// 0100: authorize (hold).
+    Authorize,
+    /// 0200: authorize and capture at once; purchases and cash withdrawals only.
+    Financial,
+}
+
+fn authorization(msg: &Message, ledger: &Ledger, flow: Flow) -> Option<Dispatch> {
     let card = match card(msg, ledger) {
         Ok(card) => card,
         Err(de39) => return Some(Dispatch::Local(de39)),
@@ -88,18 +98,74 @@ fn authorization(msg: &Message, ledger: &Ledger) -> Option<Dispatch> {
     let code = msg.processing_code()?;
     let amount_minor = msg.amount_transaction()?;
     let key = own_key(msg)?;
-    let kind = match (code.transaction_type, amount_minor) {
-        (0, 0) => AuthKind::AccountVerification,
-        (0, _) => AuthKind::Purchase,
-        (1, _) => AuthKind::CashWithdrawal,
-        (20, _) => AuthKind::Refund,
-        (30 | 31, _) => AuthKind::BalanceInquiry,
+    let kind = match (code.transaction_type, amount_minor, flow) {
+        (0, 0, Flow::Authorize) => AuthKind::AccountVerification,
+        (0, _, _) => AuthKind::Purchase,
+        (1, _, _) => AuthKind::CashWithdrawal,
+        (20, _, Flow::Authorize) => AuthKind::Refund,
+        (30 | 31, _, Flow::Authorize) => AuthKind::BalanceInquiry,
         _ => return Some(Dispatch::Local(*b"12")),
     };
     let request = auth_request(msg, card, key, kind, amount_minor);
+    let command = match flow {
+        Flow::Authorize => Command::Authorize(request),
+        Flow::Financial => Command::Financial(request),
+    };
+    Some(Dispatch::Shard(card.shard(), Work::Command(command)))
+}
+
+/// 0120/0121: the network stood in for us. An advice of a decline moves no money and is only
+/// acknowledged; an advice of an approval is recorded (even beyond the balance) under the key
+/// of the original (DE90) when it names one, else its own.
+fn advice(msg: &Message, ledger: &Ledger) -> Option<Dispatch> {
+    let approved = msg
+        .response_code()
+        .is_none_or(|c| matches!(&c, b"00" | b"10" | b"08"));
+    if !approved {
+        return Some(Dispatch::Local(*b"00"));
+    }
+    let card = match card(msg, ledger) {
+        Ok(card) => card,
+        Err(de39) => return Some(Dispatch::Local(de39)),
+    };
+    let code = msg.processing_code()?;
+    let amount_minor = msg.amount_transaction()?;
+    let key = original_key(msg).or_else(|| own_key(msg))?;
+    let kind = match code.transaction_type {
+        0 => AuthKind::Purchase,
+        1 => AuthKind::CashWithdrawal,
+        _ => return Some(Dispatch::Local(*b"12")),
+    };
+    let mut request = auth_request(msg, card, key, kind, amount_minor);
+    request.original = None;
     Some(Dispatch::Shard(
         card.shard(),
-        Work::Command(Command::Authorize(request)),
+        Work::Command(Command::Advice(request)),
+    ))
+}
+
+/// 0400/0401/0420/0421: full reversal, or partial when DE95 gives a non-zero replacement
+/// amount. The original is named by DE90, or is the message with the reversal's own key.
+fn reversal(msg: &Message, ledger: &Ledger) -> Option<Dispatch> {
+    let card = match card(msg, ledger) {
+        Ok(card) => card,
+        Err(de39) => return Some(Dispatch::Local(de39)),
+    };
+    let key = own_key(msg)?;
+    let original = original_key(msg).unwrap_or(key);
+    let replacement_amount_minor = msg
+        .replacement_amounts()
+        .map(|r| r.transaction_amount_minor)
+        .filter(|amount| *amount > 0);
+    let request = ReversalRequest {
+        card,
+        key,
+        original,
+        replacement_amount_minor,
+    };
+    Some(Dispatch::Shard(
+        card.shard(),
+        Work::Command(Command::Reverse(request)),
     ))
 }
 
@@ -223,7 +289,7 @@ impl WireAnswer {
                 answer.approval_code = auth.approval_code;
                 let currency = auth.currency.map_or(0, |c| c.numeric());
                 if &de39 == b"10" {
-                    answer.amount_minor = u64::try_from(auth.approved_amount_minor).ok();
+                    answer.amount_minor = u64::try_from(auth.approved_merchant_amount_minor).ok();
                     let requested = request.amount_transaction().unwrap_or(0);
                     let requested_currency = request.currency_transaction().unwrap_or(currency);
                     answer.de54 = Some(additional_amount(b"57", requested_currency, requested));
