@@ -28,7 +28,7 @@ fn needles(pan: &str) -> Vec<Vec<u8>> {
         .chunks(2)
         .map(|p| ((p[0] - b'0') << 4) | (p[1] - b'0'))
         .collect();
-    vec![digits.to_vec(), bcd, pan[..12].as_bytes().to_vec()]
+    vec![digits.to_vec(), bcd, pan.as_bytes()[..12].to_vec()]
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
