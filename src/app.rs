@@ -130,6 +130,25 @@ pub async fn serve(
     demo: bool,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
+    serve_reporting(config, demo, shutdown, |_| {}).await
+}
+
+/// The addresses the listeners actually bound (port 0 resolved).
+#[derive(Clone, Copy, Debug)]
+pub struct Bound {
+    pub iso: SocketAddr,
+    pub admin: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+/// `serve`, telling `on_ready` the bound addresses once recovery finished and the listeners
+/// accept (in-process benchmarks and embedders use it).
+pub async fn serve_reporting(
+    config: Config,
+    demo: bool,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(Bound),
+) -> Result<(), AppError> {
     crate::metrics::install();
     let ready = Arc::new(AtomicBool::new(false));
     let (token, source) = admin_token(&config)?;
@@ -144,6 +163,7 @@ pub async fn serve(
     if config.wal.fsync == crate::config::FsyncSetting::None {
         tracing::warn!("wal.fsync = none: approvals are NOT durable; benchmarks only");
     }
+    let metrics_addr = local_addr(&metrics_listener, "metrics")?;
     let ledger_slot: Arc<parking_lot::RwLock<Option<Arc<Ledger>>>> = Default::default();
     let metrics_task = tokio::spawn(serve_metrics(
         metrics_listener,
@@ -169,8 +189,14 @@ pub async fn serve(
     if demo {
         crate::admin::demo::create(&admin, &config, iso_listener.local_addr().ok()).await;
     }
+    let bound = Bound {
+        iso: local_addr(&iso_listener, "ISO 8583")?,
+        admin: local_addr(&admin_listener, "admin")?,
+        metrics: metrics_addr,
+    };
     let admin_task = tokio::spawn(crate::admin::serve(admin_listener, admin, shutdown.clone()));
     ready.store(true, Ordering::Release);
+    on_ready(bound);
     let shared = Arc::new(Shared::new(config, ledger.clone()));
     crate::server::run(iso_listener, shared, shutdown.clone()).await;
     let _ = admin_task.await;
@@ -199,6 +225,17 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpLis
         .map_err(|source| AppError::Bind { what, addr, source })?;
     tracing::info!(listener = what, addr = %bound, "listening");
     Ok(listener)
+}
+
+fn local_addr(
+    listener: &tokio::net::TcpListener,
+    what: &'static str,
+) -> Result<SocketAddr, AppError> {
+    listener.local_addr().map_err(|source| AppError::Bind {
+        what,
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })
 }
 
 #[derive(Clone)]
