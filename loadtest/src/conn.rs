@@ -53,6 +53,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(5);
 /// Read buffer growth step; frames are small, a read takes whatever is there.
 const READ_BUF_LEN: usize = 64 * 1024;
 const READ_SPARE_MIN: usize = 4 * 1024;
+/// Resolution of tokio's timer wheel.
+const TIMER_SLACK: Duration = Duration::from_millis(1);
 /// Share of reversals that are partial (DE95), in percent.
 const PARTIAL_REVERSAL_PCT: u32 = 30;
 
@@ -370,10 +372,17 @@ impl Writer {
         let interval = Duration::from_nanos(interval_ns.max(1));
         let mut next_due = shared.start + Duration::from_nanos(step_ns * u64::from(self.index));
         while next_due < shared.deadline {
-            tokio::time::sleep_until(next_due).await;
-            let now = Instant::now();
+            // Tokio timers fire on the next millisecond tick, up to 1 ms late: wake one tick
+            // early and send what is due within it, so timer lateness is not counted as
+            // switch latency. Early requests count from their real send time.
+            let wake = next_due.checked_sub(TIMER_SLACK).unwrap_or(next_due);
+            tokio::time::sleep_until(wake).await;
+            let horizon = Instant::now() + TIMER_SLACK;
             self.intended.clear();
-            while self.intended.len() < BATCH_MAX && next_due <= now && next_due < shared.deadline {
+            while self.intended.len() < BATCH_MAX
+                && next_due <= horizon
+                && next_due < shared.deadline
+            {
                 self.intended.push(next_due);
                 next_due += interval;
             }
@@ -431,7 +440,7 @@ impl Writer {
             let stan = self.free_stan(&st);
             let measure_from = match shared.mode {
                 Mode::Closed => now,
-                Mode::Open => self.intended[i],
+                Mode::Open => self.intended[i].min(now),
             };
             if self.encode(&shared, &ctx, stan, &planned) {
                 self.seq += 1;
