@@ -332,13 +332,16 @@ impl Writer {
 
     async fn closed_loop(&mut self, permits: &Semaphore) {
         let deadline = self.shared.deadline;
+        // One timer for the whole run rather than one per batch.
+        let end = tokio::time::sleep_until(deadline);
+        tokio::pin!(end);
         loop {
             tokio::select! {
                 permit = permits.acquire() => match permit {
                     Ok(p) => p.forget(),
                     Err(_) => return,
                 },
-                _ = tokio::time::sleep_until(deadline) => return,
+                _ = &mut end => return,
             }
             let mut want = 1;
             while want < BATCH_MAX {
