@@ -194,7 +194,15 @@ pub fn write(path: &Path, portfolio: &Portfolio) -> Result<(), PortfolioError> {
         path: path.display().to_string(),
         reason: e.to_string(),
     };
-    let mut out = BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        // Test PANs still are card numbers: readable by the owner only.
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut out = BufWriter::new(options.open(path).map_err(io)?);
     writeln!(out, "# loadtest portfolio: PAN,YYMM,account").map_err(io)?;
     for card in &portfolio.cards {
         out.write_all(card.pan_digits()).map_err(io)?;
@@ -256,6 +264,12 @@ mod tests {
         assert_eq!(summary, [(2612, 0), (3012, 0), (3012, 1), (2701, 0)]);
         let copy = dir.path().join("copy.txt");
         write(&copy, &portfolio).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&copy).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
         let again = read(&copy, 10).unwrap();
         assert_eq!(again.cards.len(), 4);
         assert_eq!(again.cards[3].pan_digits(), b"4000056655665556");

@@ -122,6 +122,8 @@ fn closed_and_open_loop_against_the_echo_host() {
         "1",
         "--connections",
         "2",
+        "--threads",
+        "2",
     ];
     let report = run(&host.addr, &args, &json);
     let sent = assert_all_answered(&report);
