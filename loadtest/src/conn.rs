@@ -947,8 +947,13 @@ mod tests {
         );
         assert_eq!(st.tracks[&0].held_delta_minor, 0);
         assert!(st.open_auths.is_empty());
+    }
 
-        // Card 1 draws on account 1: a decline holds nothing, a partial approval holds DE4.
+    #[test]
+    fn declines_hold_nothing_partial_approvals_and_advices_hold() {
+        let shared = shared();
+        let mut st = ConnState::default();
+        // Card 1 draws on account 1.
         apply(
             &shared,
             &mut st,

@@ -111,6 +111,49 @@ fn spawn_progress(shared: Arc<Shared>, bar: ProgressBar, by_requests: bool) {
     });
 }
 
+/// Connects and signs on every connection, one after the other.
+async fn connect_all(
+    cfg: &RunConfig,
+    encoder: &RequestEncoder,
+) -> Result<Vec<conn::Connection>, RunError> {
+    let mut connections = Vec::with_capacity(cfg.connections as usize);
+    let timeout = cfg.timeout.max(SIGN_ON_TIMEOUT_MIN);
+    for index in 0..cfg.connections {
+        let frame_len_max = FRAME_LEN_MAX_DEFAULT;
+        let conn = conn::open(
+            index,
+            cfg.connections,
+            &cfg.target,
+            encoder,
+            frame_len_max,
+            timeout,
+        );
+        connections.push(conn.await?);
+    }
+    Ok(connections)
+}
+
+/// Runs every connection to its end; the in-flight window is split as evenly as it goes.
+async fn drive_all(
+    cfg: &RunConfig,
+    shared: &Arc<Shared>,
+    connections: Vec<conn::Connection>,
+) -> Result<Vec<ConnOutcome>, RunError> {
+    let mut tasks = Vec::with_capacity(connections.len());
+    for (i, conn) in connections.into_iter().enumerate() {
+        let window = cfg.in_flight / cfg.connections
+            + u32::from((i as u32) < cfg.in_flight % cfg.connections);
+        tasks.push(tokio::spawn(conn::drive(shared.clone(), conn, window)));
+    }
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outcomes.push(task.await.map_err(|e| RunError::Task {
+            reason: e.to_string(),
+        })?);
+    }
+    Ok(outcomes)
+}
+
 /// Runs the whole load test and returns its report (also written where asked).
 pub async fn run(cfg: RunConfig) -> Result<Report, RunError> {
     let mut rng = StdRng::seed_from_u64(cfg.seed);
@@ -134,20 +177,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report, RunError> {
         _ => None,
     };
     let encoder = RequestEncoder::new(cfg.wire, FRAME_LEN_MAX_DEFAULT);
-    let mut connections = Vec::with_capacity(cfg.connections as usize);
-    for index in 0..cfg.connections {
-        let timeout = cfg.timeout.max(SIGN_ON_TIMEOUT_MIN);
-        let conn = conn::open(
-            index,
-            cfg.connections,
-            &cfg.target,
-            &encoder,
-            FRAME_LEN_MAX_DEFAULT,
-            timeout,
-        )
-        .await?;
-        connections.push(conn);
-    }
+    let connections = connect_all(&cfg, &encoder).await?;
     let start = Instant::now();
     let shared = Arc::new(Shared {
         portfolio,
@@ -168,18 +198,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report, RunError> {
     });
     let bar = progress_bar(&cfg);
     spawn_progress(shared.clone(), bar.clone(), cfg.requests_max.is_some());
-    let mut tasks = Vec::with_capacity(connections.len());
-    for (i, conn) in connections.into_iter().enumerate() {
-        let window = cfg.in_flight / cfg.connections
-            + u32::from((i as u32) < cfg.in_flight % cfg.connections);
-        tasks.push(tokio::spawn(conn::drive(shared.clone(), conn, window)));
-    }
-    let mut outcomes = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        outcomes.push(task.await.map_err(|e| RunError::Task {
-            reason: e.to_string(),
-        })?);
-    }
+    let outcomes = drive_all(&cfg, &shared, connections).await?;
     bar.finish_and_clear();
     let mut report = build_report(&cfg, &shared, &outcomes);
     if let (Some(admin), Some(before)) = (&admin, baseline) {

@@ -240,15 +240,15 @@ fn provisions_through_503s_writes_the_portfolio_and_verifies() {
     {
         let s = state.lock().unwrap();
         assert_eq!(s.accounts, [50000, 50000, 50000]);
-        assert_eq!(s.holders, [0, 1, 2]);
+        // One cardholder per account; creation order varies with concurrency.
+        let mut holders = s.holders.clone();
+        holders.sort_unstable();
+        assert_eq!(holders, [0, 1, 2]);
         assert_eq!((s.cards, s.bulk_calls), (12, 1));
-        let unavailable = s
-            .calls
-            .iter()
-            .take(3)
-            .filter(|c| *c == "POST /v1/accounts")
-            .count();
-        assert_eq!(unavailable, 3, "two 503s then success: {:?}", &s.calls[..4]);
+        // Three accounts, two of the attempts answered 503 and retried.
+        let attempts = s.calls.iter().filter(|c| *c == "POST /v1/accounts").count();
+        assert_eq!(attempts, 5, "{:?}", s.calls);
+        assert_eq!(s.unavailable_left, 0);
     }
     let portfolio = std::fs::read_to_string(&cards).unwrap();
     let lines: Vec<&str> = portfolio.lines().filter(|l| !l.starts_with('#')).collect();
