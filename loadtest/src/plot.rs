@@ -62,6 +62,8 @@ pub fn write_svg(path: &Path, h: &Histogram<u64>, title: &str) -> Result<(), Plo
         .configure_mesh()
         .x_desc("latency (us, log scale)")
         .y_desc("responses")
+        .x_label_formatter(&|us| format!("{us:.0}"))
+        .y_label_formatter(&|count| format!("{count:.0}"))
         .draw()
         .map_err(|e| fail(&e))?;
     chart
@@ -125,6 +127,10 @@ mod tests {
         assert!(svg.contains("<rect"));
         assert!(svg.contains("test run"));
         assert!(svg.contains("p99 "));
+        assert!(
+            svg.contains("1000") && !svg.contains(".0\n"),
+            "integer axis labels"
+        );
         let empty = dir.path().join("empty.svg");
         write_svg(&empty, &histogram(&[]), "nothing").unwrap();
         assert!(std::fs::read_to_string(&empty).unwrap().contains("nothing"));
