@@ -262,12 +262,9 @@ impl RunArgs {
         range("timeout-ms", self.timeout_ms, 1, TIMEOUT_MS_MAX)?;
         range("cards", self.cards.into(), 1, CARDS_MAX.into())?;
         range("accounts", self.accounts.into(), 1, ACCOUNTS_MAX.into())?;
-        range(
-            "fund-minor",
-            self.fund_minor.max(0) as u64,
-            0,
-            FUND_MINOR_MAX as u64,
-        )?;
+        // A negative amount maps above the maximum and is refused like one.
+        let fund_minor = u64::try_from(self.fund_minor).unwrap_or(u64::MAX);
+        range("fund-minor", fund_minor, 0, FUND_MINOR_MAX as u64)?;
         range("requests", self.requests.unwrap_or(1), 1, u64::MAX / 2)?;
         if self.mode == Mode::Closed && self.in_flight < self.connections {
             return Err(ConfigError::InFlightBelowConnections {
@@ -355,6 +352,14 @@ mod tests {
             ConfigError::InFlightBelowConnections {
                 in_flight: 2,
                 connections: 3
+            }
+        );
+        assert_eq!(
+            parse(&["--fund-minor=-1"]).validate().unwrap_err(),
+            ConfigError::OutOfRange {
+                flag: "fund-minor",
+                min: 0,
+                max: FUND_MINOR_MAX as u64
             }
         );
         assert_eq!(
