@@ -59,7 +59,20 @@ async fn load_portfolio(
         return Ok(portfolio::read(path, CARDS_MAX as usize)?);
     }
     let portfolio = match admin {
-        Some(admin) => admin::provision(admin, cfg.cards, cfg.accounts, cfg.fund_minor).await?,
+        Some(admin) => {
+            let started = Instant::now();
+            let portfolio =
+                admin::provision(admin, cfg.cards, cfg.accounts, cfg.fund_minor).await?;
+            if !cfg.quiet {
+                eprintln!(
+                    "loadtest: provisioned {} accounts and {} cards in {:.1} s",
+                    portfolio.account_ids.len(),
+                    portfolio.cards.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            portfolio
+        }
         None => portfolio::synthesize(cfg.cards, cfg.accounts, rng),
     };
     if let Some(path) = cfg.cards_file.as_deref() {
