@@ -31,22 +31,49 @@ fn format_of(selector: u8) -> WireFormat {
         1 => Charset::Bcd,
         _ => Charset::Ebcdic,
     };
-    let bitmap = if selector & 0b100_0000 != 0 { BitmapEncoding::Hex } else { BitmapEncoding::Binary };
-    WireFormat { header, tpdu: selector & 0b100 != 0, bitmap, charset }
+    let bitmap = if selector & 0b100_0000 != 0 {
+        BitmapEncoding::Hex
+    } else {
+        BitmapEncoding::Binary
+    };
+    WireFormat {
+        header,
+        tpdu: selector & 0b100 != 0,
+        bitmap,
+        charset,
+    }
 }
 
 fn check_message(body: bytes::Bytes, format: &WireFormat) {
     let _ = peek_mti_stan(&body, format);
-    let Ok(msg) = Message::decode(body.clone(), format) else { return };
-    let _ = (msg.pan(), msg.expiry(), msg.card_acceptor(), msg.original_data());
-    let _ = (msg.replacement_amounts(), msg.additional_amounts(), msg.processing_code());
-    let _ = (msg.transmission_time(), msg.local_time(), msg.local_date(), msg.stan());
+    let Ok(msg) = Message::decode(body.clone(), format) else {
+        return;
+    };
+    let _ = (
+        msg.pan(),
+        msg.expiry(),
+        msg.card_acceptor(),
+        msg.original_data(),
+    );
+    let _ = (
+        msg.replacement_amounts(),
+        msg.additional_amounts(),
+        msg.processing_code(),
+    );
+    let _ = (
+        msg.transmission_time(),
+        msg.local_time(),
+        msg.local_date(),
+        msg.stan(),
+    );
     let mut builder = MessageBuilder::new(msg.mti());
     for field in msg.fields() {
         builder.copy_from(&msg, field);
     }
     let mut out = BytesMut::new();
-    builder.encode(format, &mut out).expect("a decoded message re-encodes");
+    builder
+        .encode(format, &mut out)
+        .expect("a decoded message re-encodes");
     // Lowercase hex bitmaps are accepted but written uppercase; compare only canonical input.
     if format.bitmap == BitmapEncoding::Binary {
         assert_eq!(&out[..], &body[..], "decode then encode is byte-exact");
@@ -54,7 +81,9 @@ fn check_message(body: bytes::Bytes, format: &WireFormat) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, stream)) = data.split_first() else { return };
+    let Some((&selector, stream)) = data.split_first() else {
+        return;
+    };
     let format = format_of(selector);
     check_message(bytes::Bytes::copy_from_slice(stream), &format);
     let mut codec = FrameCodec::new(&format, 4096);
