@@ -134,6 +134,7 @@ pub fn read_prefix(prefix: &[u8], charset: Charset) -> Option<usize> {
 }
 
 /// Writes the length prefix of a value of `logical_len` (no-op for fixed fields).
+#[inline]
 pub fn write_prefix(spec: &FieldSpec, charset: Charset, logical_len: usize, out: &mut BytesMut) {
     assert!(logical_len <= FIELD_LEN_MAX);
     let digits = match spec.length {
@@ -150,11 +151,16 @@ pub fn write_prefix(spec: &FieldSpec, charset: Charset, logical_len: usize, out:
             out.put_u8((((low / 10) << 4) | (low % 10)) as u8);
         }
         Charset::Ascii | Charset::Ebcdic => {
-            let mut divisor = if digits == 3 { 100 } else { 10 };
-            while divisor > 0 {
-                let c = b'0' + (logical_len / divisor % 10) as u8;
-                out.put_u8(to_charset(charset, c));
-                divisor /= 10;
+            let text = [
+                b'0' + (logical_len / 100) as u8,
+                b'0' + (logical_len / 10 % 10) as u8,
+                b'0' + (logical_len % 10) as u8,
+            ];
+            let text = &text[3 - digits..];
+            if charset == Charset::Ascii {
+                out.extend_from_slice(text);
+            } else {
+                out.extend(text.iter().map(|&c| to_charset(charset, c)));
             }
         }
     }
