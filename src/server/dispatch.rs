@@ -214,6 +214,7 @@ fn auth_request(
         content_hash: content_hash(msg, card),
         kind,
         amount_minor,
+        // No DE49: 0, which the ledger reads as the account currency (CURRENCY_ABSENT).
         currency: msg.currency_transaction().unwrap_or(0),
         billing_amount_minor: msg.amount_cardholder_billing(),
         billing_currency: msg.currency_cardholder_billing(),
