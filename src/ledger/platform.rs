@@ -155,8 +155,10 @@ impl ShardState {
         if self.webhooks.is_empty() {
             return Outcome::Authorization(self.authorize(req, now_s));
         }
-        if let Some(out) = self.duplicate_of_awaiting(req) {
-            return Outcome::Authorization(out);
+        if !self.awaiting.is_empty() {
+            if let Some(out) = self.duplicate_of_awaiting(req) {
+                return Outcome::Authorization(out);
+            }
         }
         let out = self.authorize(req, now_s);
         let hooked = out.code.is_approval()
@@ -403,5 +405,311 @@ fn resolve(result: PlatformResult, awaiting: Awaiting, held_minor: i64) -> (Requ
         PlatformResult::Declined => (RequestKind::WebhookDeclined, Final::Decline),
         PlatformResult::Timeout => (RequestKind::WebhookTimeout, default),
         PlatformResult::Error => (RequestKind::WebhookError, default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::command::{Command, ReversalRequest};
+    use crate::ledger::state::apply;
+    use crate::ledger::testkit::{admin, key, purchase, Fixture, T0_S};
+
+    const SECRET: &str = "whsec_0123456789abcdef";
+
+    fn hooked(funded_minor: i64, on_timeout: TimeoutDecision) -> Fixture {
+        let mut f = Fixture::new(funded_minor);
+        let webhook = WebhookConfig {
+            url: "http://127.0.0.1:9/decide".into(),
+            secret: SECRET.into(),
+            deadline_ms: 300,
+            on_timeout,
+        };
+        let cmd = Command::SetAuthorizationWebhook {
+            account: f.account,
+            webhook: Some(webhook),
+        };
+        admin(&mut f.state, cmd, T0_S);
+        f
+    }
+
+    fn balance(f: &Fixture) -> (i64, i64) {
+        let a = &f.state.accounts[0];
+        (a.available_minor, a.held_minor)
+    }
+
+    /// Authorizes and expects the platform to be asked; returns the call.
+    fn ask(f: &mut Fixture, n: u32, amount_minor: i64, partial_ok: bool) -> PlatformCall {
+        let mut req = purchase(f.card, n, amount_minor);
+        req.partial_ok = partial_ok;
+        match apply(&mut f.state, &Command::Authorize(req), T0_S) {
+            Outcome::AwaitingPlatform(call) => *call,
+            other => panic!("expected a platform call, got {other:?}"),
+        }
+    }
+
+    fn decide(f: &mut Fixture, call: &PlatformCall, result: PlatformResult) -> AuthOutcomeView {
+        let cmd = Command::PlatformDecision {
+            authorization: call.authorization,
+            result,
+        };
+        match apply(&mut f.state, &cmd, T0_S + 1) {
+            Outcome::Authorization(out) => AuthOutcomeView {
+                code: out.code.as_bytes(),
+                approved_minor: out.approved_amount_minor,
+                merchant_minor: out.approved_merchant_amount_minor,
+                kind: f
+                    .state
+                    .auth(call.authorization.seq())
+                    .map(|a| a.history().last().expect("an entry").kind),
+            },
+            other => panic!("expected an authorization outcome, got {other:?}"),
+        }
+    }
+
+    #[derive(Debug, PartialEq, Eq)]
+    struct AuthOutcomeView {
+        code: [u8; 2],
+        approved_minor: i64,
+        merchant_minor: i64,
+        kind: Option<RequestKind>,
+    }
+
+    fn view(code: &[u8; 2], approved_minor: i64, kind: RequestKind) -> AuthOutcomeView {
+        AuthOutcomeView {
+            code: *code,
+            approved_minor,
+            merchant_minor: approved_minor,
+            kind: Some(kind),
+        }
+    }
+
+    #[test]
+    fn call_describes_the_held_authorization() {
+        let mut f = hooked(10_000, TimeoutDecision::Decline);
+        let call = ask(&mut f, 1, 2_500, true);
+        assert_eq!(call.amount_minor, 2_500);
+        assert_eq!(call.merchant_amount_minor, 2_500);
+        assert_eq!(call.merchant_currency, 840);
+        assert_eq!(call.card, f.card);
+        assert_eq!(call.cardholder, f.cardholder);
+        assert_eq!(call.account, f.account);
+        assert_eq!(&call.last4, b"4242");
+        assert_eq!(call.mcc, 5411);
+        assert!(call.is_amount_controllable);
+        assert_eq!(call.created_s, T0_S);
+        assert_eq!(
+            balance(&f),
+            (7_500, 2_500),
+            "the hold is placed while waiting"
+        );
+        assert_eq!(f.state.awaiting_platform_count(), 1);
+        f.state.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn decisions_finalize_with_exact_balances() {
+        let mut f = hooked(10_000, TimeoutDecision::Decline);
+        let call = ask(&mut f, 1, 1_000, false);
+        let approved = PlatformResult::Approved { amount_minor: None };
+        let out = decide(&mut f, &call, approved);
+        assert_eq!(out, view(b"00", 1_000, RequestKind::WebhookApproved));
+        assert_eq!(balance(&f), (9_000, 1_000));
+
+        let call = ask(&mut f, 2, 1_000, false);
+        let out = decide(&mut f, &call, PlatformResult::Declined);
+        assert_eq!(out, view(b"05", 0, RequestKind::WebhookDeclined));
+        assert_eq!(balance(&f), (9_000, 1_000));
+        let auth = f.state.auth(call.authorization.seq()).unwrap();
+        assert_eq!((auth.status, auth.approved), (AuthStatus::Closed, false));
+
+        let call = ask(&mut f, 3, 1_000, true);
+        let partial = PlatformResult::Approved {
+            amount_minor: Some(400),
+        };
+        let out = decide(&mut f, &call, partial);
+        assert_eq!(out, view(b"10", 400, RequestKind::WebhookApproved));
+        assert_eq!(balance(&f), (8_600, 1_400));
+
+        let call = ask(&mut f, 4, 1_000, false);
+        let out = decide(&mut f, &call, partial);
+        assert_eq!(out, view(b"05", 0, RequestKind::WebhookDeclined));
+
+        let call = ask(&mut f, 5, 1_000, true);
+        let too_much = PlatformResult::Approved {
+            amount_minor: Some(1_001),
+        };
+        let out = decide(&mut f, &call, too_much);
+        assert_eq!(out, view(b"05", 0, RequestKind::WebhookError));
+        assert_eq!(balance(&f), (8_600, 1_400));
+        assert_eq!(f.state.awaiting_platform_count(), 0);
+        f.state.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn timeout_and_error_take_the_default() {
+        let mut f = hooked(10_000, TimeoutDecision::Approve);
+        let call = ask(&mut f, 1, 1_000, false);
+        let out = decide(&mut f, &call, PlatformResult::Timeout);
+        assert_eq!(out, view(b"00", 1_000, RequestKind::WebhookTimeout));
+        let call = ask(&mut f, 2, 1_000, false);
+        let out = decide(&mut f, &call, PlatformResult::Error);
+        assert_eq!(out, view(b"00", 1_000, RequestKind::WebhookError));
+        assert_eq!(balance(&f), (8_000, 2_000));
+        // A second decision for the same authorization is refused.
+        let cmd = Command::PlatformDecision {
+            authorization: call.authorization,
+            result: PlatformResult::Declined,
+        };
+        let refused = Outcome::Rejected(CommandError::NotFound {
+            param: "authorization",
+        });
+        assert_eq!(apply(&mut f.state, &cmd, T0_S), refused);
+    }
+
+    #[test]
+    fn retransmission_while_waiting_is_answered_91_then_gets_the_final_answer() {
+        let mut f = hooked(10_000, TimeoutDecision::Decline);
+        let call = ask(&mut f, 1, 1_000, false);
+        let again = Command::Authorize(purchase(f.card, 1, 1_000));
+        let Outcome::Authorization(out) = apply(&mut f.state, &again, T0_S) else {
+            panic!("an authorization outcome")
+        };
+        assert_eq!(out.code, ResponseCode::SYSTEM_UNAVAILABLE);
+        assert_eq!(balance(&f), (9_000, 1_000));
+        decide(&mut f, &call, PlatformResult::Declined);
+        let Outcome::Authorization(out) = apply(&mut f.state, &again, T0_S) else {
+            panic!("an authorization outcome")
+        };
+        assert_eq!(
+            (out.code, out.duplicate),
+            (ResponseCode::DO_NOT_HONOR, true)
+        );
+    }
+
+    #[test]
+    fn reversal_while_waiting_leaves_nothing_to_approve() {
+        let mut f = hooked(10_000, TimeoutDecision::Approve);
+        let call = ask(&mut f, 1, 1_000, false);
+        let reversal = Command::Reverse(ReversalRequest {
+            card: f.card,
+            key: key(2),
+            original: key(1),
+            replacement_amount_minor: None,
+        });
+        apply(&mut f.state, &reversal, T0_S);
+        assert_eq!(balance(&f), (10_000, 0));
+        let out = decide(
+            &mut f,
+            &call,
+            PlatformResult::Approved { amount_minor: None },
+        );
+        assert_eq!(out.code, *b"05");
+        assert_eq!(balance(&f), (10_000, 0));
+        f.state.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn abandon_declines_every_waiting_authorization_whatever_the_default() {
+        let mut f = hooked(10_000, TimeoutDecision::Approve);
+        ask(&mut f, 1, 1_000, false);
+        ask(&mut f, 2, 2_000, false);
+        assert_eq!(balance(&f), (7_000, 3_000));
+        apply(&mut f.state, &Command::AbandonAwaitingPlatform, T0_S);
+        assert_eq!(balance(&f), (10_000, 0));
+        assert_eq!(f.state.awaiting_platform_count(), 0);
+        let kinds: Vec<_> = (0..2)
+            .map(|s| f.state.auth(s).unwrap().history().last().unwrap().kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [RequestKind::WebhookError, RequestKind::WebhookError]
+        );
+        f.state.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn removed_endpoint_and_switch_declines_call_nobody() {
+        let mut f = hooked(1_000, TimeoutDecision::Approve);
+        let over = Command::Authorize(purchase(f.card, 1, 5_000));
+        let Outcome::Authorization(out) = apply(&mut f.state, &over, T0_S) else {
+            panic!("the switch's own decline is final")
+        };
+        assert_eq!(out.code, ResponseCode::INSUFFICIENT_FUNDS);
+        let cmd = Command::SetAuthorizationWebhook {
+            account: f.account,
+            webhook: None,
+        };
+        admin(&mut f.state, cmd, T0_S);
+        let ok = Command::Authorize(purchase(f.card, 2, 500));
+        let Outcome::Authorization(out) = apply(&mut f.state, &ok, T0_S) else {
+            panic!("no endpoint, no call")
+        };
+        assert_eq!(out.code, ResponseCode::APPROVED);
+    }
+
+    #[test]
+    fn settings_are_validated_and_never_debug_the_secret() {
+        let mut w = WebhookConfig {
+            url: "http://platform.example:8080/authorizations".into(),
+            secret: SECRET.into(),
+            deadline_ms: 2000,
+            on_timeout: TimeoutDecision::Approve,
+        };
+        assert_eq!(w.validate(), Ok(()));
+        assert!(!format!("{w:?}").contains(SECRET));
+        w.deadline_ms = 2001;
+        let param = |w: &WebhookConfig| match w.validate() {
+            Err(CommandError::Invalid { param, .. }) => param,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(param(&w), "authorization_webhook.deadline_ms");
+        w.deadline_ms = 300;
+        w.url = "https://platform.example/x".into();
+        assert_eq!(param(&w), "authorization_webhook.url");
+        w.url = "http:///x".into();
+        assert_eq!(param(&w), "authorization_webhook.url");
+        w.url = "http://a b/".into();
+        assert_eq!(param(&w), "authorization_webhook.url");
+        w.url = "http://a/".into();
+        w.secret = "0123456789abcde".into();
+        assert_eq!(param(&w), "authorization_webhook.secret");
+    }
+
+    #[test]
+    fn replay_gives_the_same_digest() {
+        let mut f = hooked(10_000, TimeoutDecision::Decline);
+        let mut log = Vec::new();
+        let mut run = |state: &mut ShardState, cmd: Command, now_s: i64| {
+            log.push((cmd.clone(), now_s));
+            apply(state, &cmd, now_s)
+        };
+        let Outcome::AwaitingPlatform(call) = run(
+            &mut f.state,
+            Command::Authorize(purchase(f.card, 1, 700)),
+            T0_S,
+        ) else {
+            panic!("a call")
+        };
+        run(
+            &mut f.state,
+            Command::Authorize(purchase(f.card, 2, 300)),
+            T0_S,
+        );
+        let cmd = Command::PlatformDecision {
+            authorization: call.authorization,
+            result: PlatformResult::Approved {
+                amount_minor: Some(700),
+            },
+        };
+        run(&mut f.state, cmd, T0_S + 1);
+        let mut replayed = hooked(10_000, TimeoutDecision::Decline).state;
+        for (cmd, now_s) in &log {
+            apply(&mut replayed, cmd, *now_s);
+        }
+        assert_eq!(replayed.digest(), f.state.digest());
+        assert_eq!(replayed.awaiting_platform_count(), 1);
+        let restored = ShardState::from_snapshot(&f.state.to_snapshot()).unwrap();
+        assert_eq!(restored.digest(), f.state.digest());
     }
 }

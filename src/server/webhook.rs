@@ -310,3 +310,83 @@ impl Deferred {
         item
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AccountId, AuthorizationId, CardId, CardholderId};
+    use crate::ledger::{MerchantData, TimeoutDecision};
+
+    #[test]
+    fn signature_is_hmac_sha256_of_timestamp_dot_body() {
+        // Expected value from Python's hmac module with the same key and message.
+        assert_eq!(
+            signature_header("whsec_0123456789abcdef", 1_700_000_000, br#"{"a":1}"#),
+            "t=1700000000,v1=9f5e37cdc7ea587c7c02062d93283cad000d66a831b2a1676418696db47ed6c2"
+        );
+    }
+
+    #[test]
+    fn only_the_documented_answer_is_a_decision() {
+        let approved = |amount_minor| PlatformResult::Approved { amount_minor };
+        assert_eq!(parse_decision(br#"{"approved": true}"#), approved(None));
+        assert_eq!(
+            parse_decision(br#"{"approved": true, "amount": 250}"#),
+            approved(Some(250))
+        );
+        assert_eq!(
+            parse_decision(br#"{"approved": false, "amount": 250}"#),
+            PlatformResult::Declined
+        );
+        for bad in [
+            &br#"{"approved": "yes"}"#[..],
+            br#"{"approved": true, "reason": "x"}"#,
+            br#"{"amount": 5}"#,
+            b"",
+            b"approved",
+            br#"{"approved": true, "amount": 1.5}"#,
+        ] {
+            assert_eq!(parse_decision(bad), PlatformResult::Error, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn event_names_the_card_by_id_and_last4() {
+        let call = PlatformCall {
+            authorization: AuthorizationId::new(1, 7),
+            webhook: WebhookConfig {
+                url: "http://127.0.0.1:1/".into(),
+                secret: "whsec_0123456789abcdef".into(),
+                deadline_ms: 300,
+                on_timeout: TimeoutDecision::Decline,
+            },
+            account: AccountId::new(1, 0),
+            cardholder: CardholderId::new(1, 0),
+            card: CardId::new(1, 3),
+            last4: *b"1111",
+            amount_minor: 1_250,
+            currency: Currency::from_numeric(840).unwrap(),
+            merchant_amount_minor: 1_000,
+            merchant_currency: 978,
+            mcc: 742,
+            merchant: MerchantData::new(b"SHOP", b"PARIS", b"FR", b"T1", b"M1"),
+            is_amount_controllable: false,
+            created_s: 1_700_000_000,
+        };
+        let body = event_body(&call, 1_700_000_001);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let a = &v["data"]["authorization"];
+        assert_eq!(v["id"], format!("evt_{}", call.authorization));
+        assert_eq!(v["created"], 1_700_000_001);
+        assert_eq!(a["amount"], 1_250);
+        assert_eq!(a["currency"], "usd");
+        assert_eq!(a["merchant_amount"], 1_000);
+        assert_eq!(a["merchant_currency"], "eur");
+        assert_eq!(a["merchant_data"]["category_code"], "0742");
+        assert_eq!(a["merchant_data"]["city"], "PARIS");
+        assert_eq!(a["card"]["last4"], "1111");
+        assert_eq!(a["card"]["id"], call.card.to_string());
+        assert_eq!(a["pending_request"]["is_amount_controllable"], false);
+        assert!(!String::from_utf8_lossy(&body).contains("whsec_"));
+    }
+}
