@@ -516,3 +516,33 @@ fn authorization_awaiting_the_platform_at_a_crash_is_declined_on_recovery() {
     assert_eq!(auth["status"], "closed");
     assert_eq!(switch.balance(&account), (10_000, 0, 0));
 }
+
+#[test]
+fn shutdown_waits_for_the_platform_and_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let switch = Switch::start_on(&data, "");
+    let (account, _, card) = switch.provision(10_000, PAN);
+    let endpoint = Endpoint::start(Mode::Reply {
+        status: 200,
+        body: r#"{"approved": true}"#,
+        delay_ms: 400,
+    });
+    set_webhook(&switch, &account, webhook(&endpoint.url(), 2000, "decline"));
+    let mut c = switch.client();
+    c.send(&auth_0100(PAN, 1_000, 1));
+    let started = Instant::now();
+    while endpoint.count() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let reader = std::thread::spawn(move || c.try_recv().map(|m| de39(&m)));
+    let status = switch.stop();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(reader.join().unwrap().as_deref(), Some("00"));
+    // The decision was durable before the answer left.
+    let switch = Switch::start_on(&data, "");
+    let auth = newest_authorization(&switch, &card);
+    assert_eq!(history_kinds(&auth), ["authorization", "webhook_approved"]);
+    assert_eq!(switch.balance(&account), (9_000, 1_000, 0));
+}
