@@ -168,27 +168,21 @@ impl ShardState {
         let Some(id) = out.authorization.filter(|_| hooked) else {
             return Outcome::Authorization(out);
         };
-        match self.platform_call(id.seq(), req, now_s) {
-            Some(call) if self.awaiting.len() < AWAITING_PLATFORM_MAX => {
-                let on_timeout = call.webhook.on_timeout;
-                let awaiting = Awaiting {
-                    on_timeout,
-                    partial_ok: req.partial_ok,
-                };
-                self.awaiting.insert(id.seq(), awaiting);
-                Outcome::AwaitingPlatform(Box::new(call))
-            }
-            Some(call) => {
-                let awaiting = Awaiting {
-                    on_timeout: call.webhook.on_timeout,
-                    partial_ok: req.partial_ok,
-                };
-                self.awaiting.insert(id.seq(), awaiting);
-                self.finish_platform(id.seq(), PlatformResult::Error, now_s)
-                    .unwrap_or(Outcome::Authorization(out))
-            }
-            None => Outcome::Authorization(out),
+        let Some(call) = self.platform_call(id.seq(), req, now_s) else {
+            return Outcome::Authorization(out);
+        };
+        let awaiting = Awaiting {
+            on_timeout: call.webhook.on_timeout,
+            partial_ok: req.partial_ok,
+        };
+        self.awaiting.insert(id.seq(), awaiting);
+        if self.awaiting.len() > AWAITING_PLATFORM_MAX {
+            // Too many waiting already: the default decision, at once.
+            return self
+                .finish_platform(id.seq(), PlatformResult::Error, now_s)
+                .unwrap_or(Outcome::Authorization(out));
         }
+        Outcome::AwaitingPlatform(Box::new(call))
     }
 
     /// A retransmission of a request still awaiting its platform: not answered yet, so the
@@ -343,30 +337,36 @@ impl ShardState {
             reason: (!code.is_approval()).then_some(DeclineReason::PlatformDeclined),
             created_s: now_s,
         };
-        let auth = self.auth_mut(seq).expect("looked up above");
-        auth.updated_s = now_s;
+        let idx = self.record_platform_entry(seq, entry, live).unwrap_or(0);
+        Ok(Outcome::Authorization(self.outcome_of(seq, idx, ai, false)))
+    }
+
+    /// Applies a platform decision's entry to authorization `seq` (`live`: it still held
+    /// funds when the decision came) and points the request's key at it, so retransmissions
+    /// get the final answer. Returns the entry's index (`None` when the history was full).
+    fn record_platform_entry(&mut self, seq: u64, entry: RequestEntry, live: bool) -> Option<u16> {
+        let content_hash = self.keys.get(&entry.key).map_or(0, |k| k.content_hash);
+        let auth = self.auth_mut(seq).expect("the caller looked it up");
+        auth.updated_s = entry.created_s;
         if live {
-            auth.amount_minor = approved_minor;
-            if code.is_approval() {
-                auth.merchant_amount_minor = merchant_minor;
+            auth.amount_minor = entry.approved_minor;
+            if entry.code.is_approval() {
+                auth.merchant_amount_minor = entry.approved_merchant_minor;
             } else {
                 auth.approved = false;
                 auth.status = AuthStatus::Closed;
             }
         }
-        let content_hash = self.keys.get(&first.key).map_or(0, |k| k.content_hash);
-        let auth = self.auth_mut(seq).expect("looked up above");
-        let Some(idx) = auth.push_entry(entry) else {
-            return Ok(Outcome::Authorization(self.outcome_of(seq, 0, ai, false)));
-        };
-        // Retransmissions of the request get the final answer from now on.
+        // A full history keeps the key on the first answer (cannot happen for a fresh
+        // authorization, whose history has room for many entries).
+        let idx = auth.push_entry(entry)?;
         let key = KeyEntry {
             auth_seq: seq,
             content_hash,
             entry: idx,
         };
-        self.keys.insert(first.key, key);
-        Ok(Outcome::Authorization(self.outcome_of(seq, idx, ai, false)))
+        self.keys.insert(entry.key, key);
+        Some(idx)
     }
 }
 
