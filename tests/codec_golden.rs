@@ -254,3 +254,15 @@ fn peek_reads_mti_and_stan_of_a_body_that_fails_to_decode() {
         assert_eq!(peeked, Some((Mti::new(100), 123456)), "{encoding}");
     }
 }
+
+#[test]
+fn debug_output_of_a_message_shows_no_values() {
+    let msg = Message::decode(load("0100", "ascii_binbitmap"), &WireFormat::default()).unwrap();
+    let shown = format!("{msg:?} {:?}", msg.pan());
+    assert!(!shown.contains("4111111111111111"), "{shown}");
+    assert!(shown.contains("411111******1111"), "{shown}");
+    assert!(
+        shown.contains("fields: [2, 3, 4, 7, 11, 12, 13, 14, 18, 22, 25, 32"),
+        "{shown}"
+    );
+}

@@ -334,3 +334,28 @@ fn graceful_shutdown_answers_everything_in_flight_and_loses_nothing() {
     let held = 3 * answered;
     assert_eq!(again.balance(&account), (1_000_000 - held, held, 0));
 }
+
+#[test]
+fn sparse_0100_with_only_the_mandatory_fields_is_approved() {
+    let switch = Switch::start("");
+    let (account, _, _) = switch.provision(1_000, PAN);
+    let mut client = switch.client();
+    let mut b = MessageBuilder::new(Mti::new(100));
+    b.set_text(2, PAN.as_bytes())
+        .set_text(3, b"000000")
+        .set_number(4, 250)
+        .set_number(11, 5);
+    let response = client.call(&b);
+    assert_eq!(de39(&response), "00");
+    assert_eq!(field(&response, 4).as_deref(), Some("000000000250"));
+    assert_eq!(field(&response, 49), None);
+    assert_eq!(switch.balance(&account), (750, 250, 0));
+    // DE35 (track 2) instead of DE2.
+    let mut t = MessageBuilder::new(Mti::new(100));
+    t.set_text(35, b"4242424242424242=99121010000000000000")
+        .set_text(3, b"000000")
+        .set_number(4, 100)
+        .set_number(11, 6);
+    assert_eq!(de39(&client.call(&t)), "00");
+    assert_eq!(switch.balance(&account), (650, 350, 0));
+}

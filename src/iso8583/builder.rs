@@ -7,7 +7,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::dictionary::{spec, FieldSpec, FieldType, LengthKind, FIELD_LEN_MAX, FIELD_NUMBER_MAX};
-use super::encoding::{ascii_to_ebcdic, check_char, to_logical, write_prefix, write_value};
+use super::encoding::{ascii_to_ebcdic, check_ascii, to_logical, write_prefix, write_value};
 use super::error::EncodeError;
 use super::format::{BitmapEncoding, Charset, WireFormat};
 use super::message::{field_bit, FieldIter, Message};
@@ -15,6 +15,8 @@ use super::mti::Mti;
 
 /// Digits of the largest `u64`.
 const U64_DIGITS_MAX: usize = 20;
+/// Fixed numeric fields up to this length are padded in a small stack buffer.
+const PADDED_NUMBER_LEN_MAX: usize = 64;
 
 #[derive(Clone, Copy)]
 enum Slot<'a> {
@@ -189,13 +191,12 @@ fn write_checked(
     if len > max {
         return Err(EncodeError::FieldTooLong { field, len, max });
     }
-    for (position, &c) in value.iter().enumerate() {
-        check_char(spec.field_type, position, c).map_err(|fault| EncodeError::BadValue {
-            field,
-            fault,
-            position,
-        })?;
-    }
+    check_ascii(spec.field_type, value).map_err(|(fault, position)| EncodeError::BadValue {
+        field,
+        fault,
+        position,
+    })?;
+
     if charset == Charset::Ebcdic && spec.field_type != FieldType::Binary {
         // Only printable ASCII has a cp037 code; the types above already imply it.
         assert!(value.iter().all(|&c| ascii_to_ebcdic(c).is_some()));
@@ -240,6 +241,12 @@ fn write_number(
         return write_checked(spec, charset, &digits[U64_DIGITS_MAX - count..], out);
     }
     // Fixed fields are zero-padded; the longest (DE90, 42) exceeds u64 digits.
+    if max <= PADDED_NUMBER_LEN_MAX {
+        let mut padded = [b'0'; PADDED_NUMBER_LEN_MAX];
+        let tail = max.min(U64_DIGITS_MAX);
+        padded[max - tail..max].copy_from_slice(&digits[U64_DIGITS_MAX - tail..]);
+        return write_checked(spec, charset, &padded[..max], out);
+    }
     let mut padded = [b'0'; FIELD_LEN_MAX];
     let tail = max.min(U64_DIGITS_MAX);
     padded[max - tail..max].copy_from_slice(&digits[U64_DIGITS_MAX - tail..]);

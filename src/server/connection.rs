@@ -158,7 +158,7 @@ fn take_frame(
         }
     };
     let ctx = WireCtx {
-        request,
+        request: Box::new(request),
         arrived,
         tpdu: frame.tpdu,
     };

@@ -72,13 +72,8 @@ fn original_key(msg: &Message) -> Option<TxnKey> {
     Some(TxnKey::derive(acquirer.as_bytes(), original.stan, &time))
 }
 
-fn ten_digits(mut value: u64) -> [u8; 10] {
-    let mut out = [b'0'; 10];
-    for slot in out.iter_mut().rev() {
-        *slot = b'0' + (value % 10) as u8;
-        value /= 10;
-    }
-    out
+fn ten_digits(value: u64) -> [u8; 10] {
+    digits::<10>(value)
 }
 
 /// Which command an authorization-shaped request becomes.
@@ -180,11 +175,11 @@ fn auth_request(
     let merchant_country = acceptor
         .and_then(|a| a.country)
         .or_else(|| msg.acquiring_country().and_then(alpha2_from_numeric));
-    let mut scratch_22 = [0u8; FIELD_LEN_MAX];
-    let mut scratch_25 = [0u8; FIELD_LEN_MAX];
+    let entry_mode = msg.pos_entry_mode().map(|m| digits::<3>(u64::from(m)));
+    let condition = msg.pos_condition_code().map(|c| digits::<2>(u64::from(c)));
     let presence = card_presence(
-        msg.value(22, &mut scratch_22),
-        msg.value(25, &mut scratch_25),
+        entry_mode.as_ref().map(|m| &m[..]),
+        condition.as_ref().map(|c| &c[..]),
     );
     let terminal = msg.terminal_id();
     let merchant_id = msg.merchant_id();
@@ -219,6 +214,7 @@ fn auth_request(
         content_hash: content_hash(msg, card),
         kind,
         amount_minor,
+        // No DE49: 0, which the ledger reads as the account currency (CURRENCY_ABSENT).
         currency: msg.currency_transaction().unwrap_or(0),
         billing_amount_minor: msg.amount_cardholder_billing(),
         billing_currency: msg.currency_cardholder_billing(),
@@ -238,8 +234,21 @@ fn auth_request(
 /// characters and its 10th is `1` or `3`, modelled on the terminal capability indicator at
 /// position 10 of the networks' DE60 (see `proto/dialect.md`).
 fn partial_supported(msg: &Message) -> bool {
+    if !msg.has(60) {
+        return false;
+    }
     let mut scratch = [0u8; FIELD_LEN_MAX];
     matches!(msg.value(60, &mut scratch), Some(v) if v.len() >= 10 && matches!(v[9], b'1' | b'3'))
+}
+
+/// `value` as exactly `N` zero-padded ASCII digits (the low `N` digits).
+fn digits<const N: usize>(mut value: u64) -> [u8; N] {
+    let mut out = [b'0'; N];
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    out
 }
 
 /// FNV-1a over the fields that make a request what it is (never the PAN: the card id stands

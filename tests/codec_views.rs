@@ -1,0 +1,108 @@
+//! Typed views on edge cases: short DE43, DE54 entries, blank DE95 fees, track 2 with `D`,
+//! alphabetic currency codes, PANs outside 12..=19 digits.
+
+use authswitch::iso8583::{Charset, Message, MessageBuilder, Mti, WireFormat};
+use bytes::BytesMut;
+
+fn message(fields: &[(u8, &[u8])], charset: Charset) -> Message {
+    let format = WireFormat {
+        charset,
+        ..WireFormat::default()
+    };
+    let mut builder = MessageBuilder::new(Mti::new(100));
+    for &(field, value) in fields {
+        builder.set_text(field, value);
+    }
+    let mut out = BytesMut::new();
+    builder.encode(&format, &mut out).unwrap();
+    Message::decode(out.freeze(), &format).unwrap()
+}
+
+const CHARSETS: [Charset; 3] = [Charset::Ascii, Charset::Bcd, Charset::Ebcdic];
+
+#[test]
+fn card_acceptor_accepts_shorter_values() {
+    // DE43 is fixed 40 on the wire; senders leave sub-fields blank or lowercase the country.
+    let blank = format!("{:<40}", "CORNER SHOP");
+    let msg = message(&[(43, blank.as_bytes())], Charset::Ascii);
+    let acceptor = msg.card_acceptor().unwrap();
+    assert_eq!(acceptor.name.as_str(), "CORNER SHOP");
+    assert_eq!(acceptor.city.as_str(), "");
+    assert_eq!(acceptor.country, None);
+    let lower = format!("{:<25}{:<13}fr", "CORNER SHOP", "PARIS");
+    let msg = message(&[(43, lower.as_bytes())], Charset::Ebcdic);
+    let acceptor = msg.card_acceptor().unwrap();
+    assert_eq!(acceptor.name.as_str(), "CORNER SHOP");
+    assert_eq!(acceptor.city.as_str(), "PARIS");
+    assert_eq!(acceptor.country, Some(*b"FR"));
+}
+
+#[test]
+fn additional_amounts_are_split_into_entries() {
+    let value = b"1001840C0000000150002002840D000000000250";
+    for charset in CHARSETS {
+        let amounts = message(&[(54, value)], charset)
+            .additional_amounts()
+            .unwrap();
+        let entries: Vec<_> = amounts.iter().copied().collect();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(
+            (
+                entries[0].account_type,
+                entries[0].amount_type,
+                entries[0].currency
+            ),
+            (10, 1, 840)
+        );
+        assert_eq!(entries[0].amount_minor, 15000);
+        assert_eq!((entries[1].account_type, entries[1].amount_type), (20, 2));
+        assert_eq!(entries[1].amount_minor, -250);
+    }
+    let broken = message(&[(54, b"1001840C00000001500")], Charset::Ascii);
+    assert_eq!(
+        broken.additional_amounts(),
+        None,
+        "19 characters is not a whole entry"
+    );
+}
+
+#[test]
+fn replacement_amounts_with_blank_fees() {
+    let value = b"000000001000000000000900                  ";
+    let msg = message(&[(95, &value[..42])], Charset::Ascii);
+    let amounts = msg.replacement_amounts().unwrap();
+    assert_eq!(amounts.transaction_amount_minor, 1000);
+    assert_eq!(amounts.settlement_amount_minor, 900);
+    assert_eq!(
+        (amounts.transaction_fee_minor, amounts.settlement_fee_minor),
+        (0, 0)
+    );
+}
+
+#[test]
+fn track2_with_d_separator_gives_pan_and_expiry() {
+    for charset in CHARSETS {
+        let msg = message(&[(35, b"5500000000000004D2601201")], charset);
+        let pan = msg.pan().unwrap();
+        assert_eq!(pan.as_digits(), b"5500000000000004", "{charset:?}");
+        assert!(pan.luhn_valid());
+        let expiry = msg.expiry().unwrap();
+        assert_eq!((expiry.year, expiry.month), (26, 1));
+    }
+}
+
+#[test]
+fn views_refuse_values_they_cannot_represent() {
+    let msg = message(
+        &[(2, b"41111111111"), (49, b"USD"), (14, b"2913")],
+        Charset::Ascii,
+    );
+    assert_eq!(msg.pan(), None, "11 digits is too short for a PAN");
+    assert_eq!(msg.currency_transaction(), None);
+    // The view reports what is there; checking that month 13 is invalid is the caller's job.
+    let expiry = msg.expiry().unwrap();
+    assert_eq!((expiry.year, expiry.month), (29, 13));
+    let empty = message(&[], Charset::Ascii);
+    assert_eq!(empty.stan(), None);
+    assert_eq!(empty.fields().count(), 0);
+}
