@@ -181,7 +181,7 @@ fn webhook(url: &str, deadline_ms: u32, on_timeout: &str) -> Value {
     json!({"url": url, "secret": SECRET, "deadline_ms": deadline_ms, "on_timeout": on_timeout})
 }
 
-/// The only authorization with this approval/decline, found by STAN order: the newest.
+/// The card's newest authorization (ids grow with each new authorization of the shard).
 fn newest_authorization(switch: &Switch, card: &str) -> Value {
     let list = switch.api_ok(
         "GET",
@@ -366,10 +366,9 @@ fn late_error_and_dropped_answers_take_the_default() {
 #[test]
 fn concurrency_bound_and_slow_endpoint_block_nobody_else() {
     let switch = Switch::start("[server]\nwebhook_concurrency_per_endpoint_max = 1\n");
-    let (account, holder, card) = switch.provision(10_000, PAN);
+    let (account, _, card) = switch.provision(10_000, PAN);
     let other_pan = "4000056655665556";
     let (other_account, _, _) = switch.provision(10_000, other_pan);
-    let _ = holder;
     let endpoint = Endpoint::start(Mode::Reply {
         status: 200,
         body: r#"{"approved": true}"#,
