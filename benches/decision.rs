@@ -1,11 +1,14 @@
 //! Decision + apply of one `Authorize` on a shard whose card has three spending limits
 //! (daily, weekly, monthly) and whose cardholder has a category block list: the hot path of
 //! the shard thread, without the WAL. Each iteration is a new transaction key, so every one
-//! is a real approval that places a hold.
+//! is a real approval that places a hold. `authorize_3_limits_other_account_webhook` is the
+//! same with an authorization webhook set on another account of the shard: the cost of the
+//! platform checks for an account without an endpoint.
 
 use authswitch::domain::controls::{Interval, SpendingControls, SpendingLimit};
+use authswitch::domain::Currency;
 use authswitch::ledger::testkit::{admin, purchase, Fixture, T0_S};
-use authswitch::ledger::{apply, Command, Outcome, TxnKey};
+use authswitch::ledger::{apply, Command, Outcome, TimeoutDecision, TxnKey, WebhookConfig};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 fn limits() -> SpendingControls {
@@ -25,7 +28,36 @@ fn limits() -> SpendingControls {
 }
 
 fn bench_authorize(c: &mut Criterion) {
+    run(c, "authorize_3_limits", false);
+    run(c, "authorize_3_limits_other_account_webhook", true);
+}
+
+/// A second account of the shard with a decision endpoint.
+fn other_account_webhook(f: &mut Fixture) {
+    let currency = Currency::from_numeric(840).expect("usd");
+    let Outcome::AccountCreated(account) =
+        admin(&mut f.state, Command::CreateAccount { currency }, T0_S)
+    else {
+        panic!("account not created")
+    };
+    let webhook = WebhookConfig {
+        url: "http://127.0.0.1:9/decide".into(),
+        secret: "whsec_0123456789abcdef".into(),
+        deadline_ms: 300,
+        on_timeout: TimeoutDecision::Decline,
+    };
+    let cmd = Command::SetAuthorizationWebhook {
+        account,
+        webhook: Some(webhook),
+    };
+    admin(&mut f.state, cmd, T0_S);
+}
+
+fn run(c: &mut Criterion, name: &str, webhook_elsewhere: bool) {
     let mut f = Fixture::new(999_999_999_999);
+    if webhook_elsewhere {
+        other_account_webhook(&mut f);
+    }
     let cmd = Command::UpdateCard {
         card: f.card,
         status: None,
@@ -45,7 +77,7 @@ fn bench_authorize(c: &mut Criterion) {
     admin(&mut f.state, cmd, T0_S);
     let mut cmd = Command::Authorize(purchase(f.card, 0, 1));
     let mut n: u64 = 0;
-    c.bench_function("authorize_3_limits", |b| {
+    c.bench_function(name, |b| {
         b.iter(|| {
             n += 1;
             if let Command::Authorize(req) = &mut cmd {

@@ -30,6 +30,9 @@ pub struct Config {
     pub wal: WalSection,
 }
 
+/// Highest accepted `server.webhook_concurrency_per_endpoint_max`.
+pub const WEBHOOK_CONCURRENCY_MAX: usize = 4096;
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
@@ -49,6 +52,9 @@ pub struct ServerConfig {
     pub request_deadline_ms: u64,
     /// A peer that does not take our responses for this long is disconnected.
     pub write_timeout_ms: u64,
+    /// Calls in flight to one authorization webhook endpoint; beyond it the endpoint's
+    /// default decision answers at once.
+    pub webhook_concurrency_per_endpoint_max: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -152,6 +158,7 @@ impl Default for ServerConfig {
             frame_read_timeout_ms: 5_000,
             request_deadline_ms: 250,
             write_timeout_ms: 5_000,
+            webhook_concurrency_per_endpoint_max: 64,
         }
     }
 }
@@ -307,6 +314,12 @@ impl Config {
             return bad(
                 "server",
                 "timeouts and the request deadline must be positive",
+            );
+        }
+        if !(1..=WEBHOOK_CONCURRENCY_MAX).contains(&s.webhook_concurrency_per_endpoint_max) {
+            return bad(
+                "server.webhook_concurrency_per_endpoint_max",
+                "must be between 1 and 4096",
             );
         }
         let l = &self.ledger;

@@ -4,12 +4,16 @@
 //! available` per account, `available >= 0` unless an advice or over-capture forced it, the
 //! held sum equals the pending holds, a finished authorization holds nothing, so each hold is
 //! released exactly once). At the end: replaying the same `(now_s, Command)` records into a
-//! fresh state, and into a snapshot taken halfway, gives the same digest.
+//! fresh state, and into a snapshot taken halfway, gives the same digest. Authorization
+//! webhook settings and platform decisions (random, on random authorizations) are among the
+//! commands.
 
 use authswitch::domain::controls::{Interval, SpendingControls, SpendingLimit};
 use authswitch::domain::{CardStatus, CardholderStatus, Currency};
 use authswitch::ledger::testkit::{key, purchase, T0_S};
-use authswitch::ledger::{apply, AuthKind, Command, Outcome, ShardState};
+use authswitch::ledger::{
+    apply, AuthKind, Command, Outcome, PlatformResult, ShardState, TimeoutDecision, WebhookConfig,
+};
 use proptest::prelude::*;
 
 /// Cards in the generated world (two accounts, two cardholders each with two cards).
@@ -78,6 +82,17 @@ enum Op {
         amount_minor: i64,
         refund: bool,
     },
+    /// 0: remove the endpoint, 1: default approve, 2: default decline.
+    SetWebhook {
+        account: usize,
+        mode: u8,
+    },
+    PlatformDecision {
+        auth: u64,
+        result: u8,
+        amount_minor: i64,
+    },
+    AbandonAwaiting,
 }
 
 fn lifecycle_op() -> impl Strategy<Value = Op> {
@@ -118,6 +133,15 @@ fn lifecycle_op() -> impl Strategy<Value = Op> {
                 refund
             }
         ),
+        (0..2usize, 0..3u8).prop_map(|(account, mode)| Op::SetWebhook { account, mode }),
+        (0..60u64, 0..6u8, 1..20_000i64).prop_map(|(auth, result, amount_minor)| {
+            Op::PlatformDecision {
+                auth,
+                result,
+                amount_minor,
+            }
+        }),
+        Just(Op::AbandonAwaiting),
     ]
 }
 
@@ -336,6 +360,36 @@ fn lifecycle_command(op: &Op) -> Option<Command> {
             }
             Command::Financial(r)
         }
+        Op::SetWebhook { account, mode } => Command::SetAuthorizationWebhook {
+            account: authswitch::domain::AccountId::new(0, *account as u64),
+            webhook: (*mode > 0).then(|| WebhookConfig {
+                url: "http://127.0.0.1:9/decide".into(),
+                secret: "whsec_0123456789abcdef".into(),
+                deadline_ms: 300,
+                on_timeout: if *mode == 1 {
+                    TimeoutDecision::Approve
+                } else {
+                    TimeoutDecision::Decline
+                },
+            }),
+        },
+        Op::PlatformDecision {
+            auth,
+            result,
+            amount_minor,
+        } => Command::PlatformDecision {
+            authorization: authswitch::domain::AuthorizationId::new(0, *auth),
+            result: match result {
+                0 => PlatformResult::Approved { amount_minor: None },
+                1 => PlatformResult::Approved {
+                    amount_minor: Some(*amount_minor),
+                },
+                2 => PlatformResult::Declined,
+                3 => PlatformResult::Timeout,
+                _ => PlatformResult::Error,
+            },
+        },
+        Op::AbandonAwaiting => Command::AbandonAwaitingPlatform,
         _ => return None,
     })
 }
@@ -357,7 +411,10 @@ fn run(state: &mut ShardState, log: &[(i64, Command)]) -> [u8; 32] {
         }
         // Captures and refunds of random ids may name nothing or too much; nothing else may
         // be refused.
-        let may_refuse = matches!(cmd, Command::Capture { .. } | Command::Refund { .. });
+        let may_refuse = matches!(
+            cmd,
+            Command::Capture { .. } | Command::Refund { .. } | Command::PlatformDecision { .. }
+        );
         assert!(
             may_refuse || !matches!(out, Outcome::Rejected(_)),
             "{cmd:?}: {out:?}"

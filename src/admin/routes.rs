@@ -21,8 +21,9 @@ use crate::domain::{
     AccountId, AccountStatus, AuthorizationId, CardId, CardStatus, CardholderId, CardholderStatus,
     Currency,
 };
-use crate::ledger::MerchantData;
+use crate::ledger::platform::WEBHOOK_DEADLINE_MS_DEFAULT;
 use crate::ledger::{Command, CommandError, Outcome, ProgramConfig, Query, QueryResult};
+use crate::ledger::{MerchantData, TimeoutDecision, WebhookConfig};
 
 /// Most cards in one bulk request.
 pub const BULK_CARDS_MAX: usize = 10_000;
@@ -126,6 +127,27 @@ async fn get_account(State(state): State<AdminState>, Path(id): Path<String>) ->
 #[serde(deny_unknown_fields)]
 struct UpdateAccountBody {
     status: Option<AccountStatus>,
+    /// Absent: unchanged; `null`: removed; an object: set.
+    #[serde(default, deserialize_with = "present")]
+    authorization_webhook: Option<Option<WebhookBody>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookBody {
+    url: String,
+    secret: String,
+    deadline_ms: Option<u32>,
+    on_timeout: Option<TimeoutDecision>,
+}
+
+/// Tells a present field (even `null`) from an absent one (`default` gives `None`).
+fn present<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
 }
 
 async fn update_account(
@@ -135,6 +157,18 @@ async fn update_account(
 ) -> ApiResult {
     let account: AccountId = parse_id("account", &id)?;
     let body: UpdateAccountBody = parse_body(&body)?;
+    let webhook = body.authorization_webhook.map(|w| {
+        w.map(|w| WebhookConfig {
+            url: w.url,
+            secret: w.secret,
+            deadline_ms: w.deadline_ms.unwrap_or(WEBHOOK_DEADLINE_MS_DEFAULT),
+            on_timeout: w.on_timeout.unwrap_or(TimeoutDecision::Decline),
+        })
+    });
+    // Checked before anything changes, so a bad endpoint leaves the status alone too.
+    if let Some(Some(w)) = &webhook {
+        w.validate().map_err(rejected)?;
+    }
     command(
         &state,
         account.shard(),
@@ -144,6 +178,10 @@ async fn update_account(
         },
     )
     .await?;
+    if let Some(webhook) = webhook {
+        let cmd = Command::SetAuthorizationWebhook { account, webhook };
+        command(&state, account.shard(), cmd).await?;
+    }
     account_json(&state, account).await
 }
 

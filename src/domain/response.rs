@@ -9,6 +9,7 @@ pub struct ResponseCode([u8; 2]);
 
 impl ResponseCode {
     pub const APPROVED: Self = Self(*b"00");
+    pub const DO_NOT_HONOR: Self = Self(*b"05");
     pub const PARTIAL: Self = Self(*b"10");
     pub const INVALID_TRANSACTION: Self = Self(*b"12");
     pub const INVALID_AMOUNT: Self = Self(*b"13");
@@ -74,6 +75,8 @@ pub enum DeclineReason {
     UnsupportedTransaction,
     /// Same transaction key seen before with different content.
     DuplicateMismatch,
+    /// The account's platform declined it (or did not answer and its default is decline).
+    PlatformDeclined,
 }
 
 impl DeclineReason {
@@ -95,6 +98,7 @@ impl DeclineReason {
             CurrencyMismatch | InvalidAmount => ResponseCode::INVALID_AMOUNT,
             UnsupportedTransaction => ResponseCode::INVALID_TRANSACTION,
             DuplicateMismatch => ResponseCode::DUPLICATE,
+            PlatformDeclined => ResponseCode::DO_NOT_HONOR,
         }
     }
 
@@ -121,6 +125,7 @@ impl DeclineReason {
             InvalidAmount => "invalid_amount",
             UnsupportedTransaction => "unsupported_transaction",
             DuplicateMismatch => "duplicate_mismatch",
+            PlatformDeclined => "platform_declined",
         }
     }
 }
@@ -152,6 +157,7 @@ mod tests {
             (InvalidAmount, b"13"),
             (UnsupportedTransaction, b"12"),
             (DuplicateMismatch, b"94"),
+            (PlatformDeclined, b"05"),
         ];
         for (reason, code) in table {
             assert_eq!(&reason.response_code().as_bytes(), *code, "{reason:?}");

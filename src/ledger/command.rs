@@ -5,6 +5,7 @@
 //! PAN; cards are named by `CardId` (the server looks the PAN's keyed hash up in the routing
 //! index before it builds a command).
 
+use super::platform::{PlatformCall, PlatformResult, WebhookConfig};
 use crate::domain::controls::{ControlsError, Presence, SpendingControls, SpendingLimit};
 use crate::domain::{
     AccountId, AccountStatus, AuthorizationId, CardId, CardStatus, CardholderId, CardholderStatus,
@@ -266,6 +267,18 @@ pub enum Command {
         mcc: u16,
         merchant: MerchantData,
     },
+    /// Sets (or, with `None`, removes) an account's authorization decision endpoint.
+    SetAuthorizationWebhook {
+        account: AccountId,
+        webhook: Option<WebhookConfig>,
+    },
+    /// What the platform decided about an authorization awaiting it.
+    PlatformDecision {
+        authorization: AuthorizationId,
+        result: PlatformResult,
+    },
+    /// Declines every authorization still awaiting its platform (applied after recovery).
+    AbandonAwaitingPlatform,
 }
 
 impl Command {
@@ -324,6 +337,9 @@ pub enum Outcome {
         available_minor: i64,
     },
     Authorization(AuthOutcome),
+    /// The switch approved and holds the amount; the platform decides the answer
+    /// (`Command::PlatformDecision`). Never sent to the network as it is.
+    AwaitingPlatform(Box<PlatformCall>),
     ConfigSet,
     Expired {
         released: u32,

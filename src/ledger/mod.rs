@@ -8,6 +8,7 @@ mod expire;
 mod holds;
 mod invariants;
 mod lifecycle;
+pub mod platform;
 pub mod query;
 pub mod records;
 pub mod router;
@@ -22,6 +23,7 @@ pub use command::{
     ProgramConfig, ReversalRequest, TxnKey,
 };
 pub use expire::is_lodging_mcc;
+pub use platform::{PlatformCall, PlatformResult, TimeoutDecision, WebhookConfig};
 pub use query::{Query, QueryResult};
 pub use records::{AuthStatus, RequestKind};
 pub use state::{apply, CurrencyTotals, InvariantViolation, ShardState, SnapshotError};

@@ -47,6 +47,16 @@ pub struct AccountView {
     pub balance: BalanceView,
     pub funded: i64,
     pub refunded: i64,
+    /// The decision endpoint, without its secret.
+    pub authorization_webhook: Option<WebhookView>,
+}
+
+/// An account's decision endpoint as the API shows it (never the secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WebhookView {
+    pub url: String,
+    pub deadline_ms: u32,
+    pub on_timeout: super::platform::TimeoutDecision,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -138,7 +148,7 @@ fn controls_view(c: &Option<Box<SpendingControls>>) -> SpendingControls {
     c.as_deref().cloned().unwrap_or_default()
 }
 
-fn account_view(a: &Account) -> AccountView {
+fn account_view(a: &Account, webhook: Option<&super::platform::WebhookConfig>) -> AccountView {
     AccountView {
         id: a.id.to_string(),
         currency: a.currency.alpha(),
@@ -150,6 +160,11 @@ fn account_view(a: &Account) -> AccountView {
         },
         funded: a.funded_minor,
         refunded: a.refunded_minor,
+        authorization_webhook: webhook.map(|w| WebhookView {
+            url: w.url.clone(),
+            deadline_ms: w.deadline_ms,
+            on_timeout: w.on_timeout,
+        }),
     }
 }
 
@@ -194,7 +209,7 @@ impl ShardState {
         let nf = |param| QueryResult::NotFound { param };
         match q {
             Query::GetAccount(id) => self.account_index(*id).map_or(nf("account"), |i| {
-                QueryResult::Account(account_view(&self.accounts[i]))
+                QueryResult::Account(account_view(&self.accounts[i], self.webhook_of(i)))
             }),
             Query::GetCardholder(id) => self.cardholder_index(*id).map_or(nf("cardholder"), |i| {
                 QueryResult::Cardholder(cardholder_view(&self.cardholders[i]))

@@ -32,6 +32,15 @@ pub enum RequestKind {
     Advice,
     Reversal,
     Financial,
+    /// The platform's answer to the authorization webhook: approved (fully or partly).
+    WebhookApproved,
+    WebhookDeclined,
+    /// No answer within the deadline: the endpoint's default decision applied.
+    WebhookTimeout,
+    /// An answer that is not a decision (status, body, connection), the concurrency bound
+    /// reached, or a restart while waiting: the default decision applied (decline after a
+    /// restart).
+    WebhookError,
 }
 
 /// One message on an authorization: what it asked, what was approved, why not.

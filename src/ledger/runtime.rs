@@ -22,6 +22,19 @@ use crate::ledger::shard::{
 use crate::ledger::{apply, Command, CurrencyTotals, Outcome, Query, QueryResult, ShardState};
 use crate::wal::{self, WalConfig, WalWriter};
 
+/// Queues, ahead of any other job, the decline of every authorization that awaited its
+/// platform when the switch stopped (see `ledger/platform.rs`).
+fn abandon_awaiting_platform(handle: &ShardHandle) {
+    let job = Job {
+        work: Work::Command(Command::AbandonAwaitingPlatform),
+        reply: Reply::Nobody,
+        deadline: Instant::now() + Duration::from_secs(3600),
+    };
+    if handle.jobs.try_send(job).is_err() {
+        tracing::error!("cannot queue the decline of authorizations awaiting their platform");
+    }
+}
+
 /// The data directory's record of how many shards it was created with.
 pub const SHARDS_FILE: &str = "shards";
 
@@ -87,7 +100,11 @@ impl Ledger {
             for (pan_hash, card) in state.cards_for_index() {
                 index.insert(pan_hash, card);
             }
+            let abandon = state.awaiting_platform_count() > 0;
             let (handle, thread) = start_shard(config, shard as u16, state, rec)?;
+            if abandon {
+                abandon_awaiting_platform(&handle);
+            }
             shards.push(handle);
             threads.push(thread);
         }

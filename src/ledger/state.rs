@@ -6,6 +6,7 @@
 //! fresh state (or into a snapshot) rebuilds the same state, byte for byte of its digest.
 
 use super::command::{Command, CommandError, Outcome, ProgramConfig, TxnKey};
+use super::platform::{Awaiting, WebhookConfig};
 use super::records::{Authorization, EarlyReversal, KeyEntry, Transaction};
 use crate::domain::controls::{normalize_limits, validate_limits, SpendingControls};
 use crate::domain::currency::AMOUNT_MINOR_MAX;
@@ -16,7 +17,7 @@ use crate::domain::{
     Currency,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// Most accounts per shard.
@@ -110,12 +111,16 @@ pub struct ShardState {
     pub(crate) keys: KeyMap<KeyEntry>,
     /// Reversals that arrived before their original, by the original's key.
     pub(crate) early_reversals: KeyMap<EarlyReversal>,
+    /// Authorization decision endpoints, by account sequence (see `platform.rs`).
+    pub(crate) webhooks: BTreeMap<u64, WebhookConfig>,
+    /// Authorizations awaiting their platform's decision, by authorization sequence.
+    pub(crate) awaiting: BTreeMap<u64, Awaiting>,
 }
 
 /// Applies one command at time `now_s` (recorded with the command in the WAL).
 pub fn apply(state: &mut ShardState, cmd: &Command, now_s: i64) -> Outcome {
     let result = match cmd {
-        Command::Authorize(req) => return Outcome::Authorization(state.authorize(req, now_s)),
+        Command::Authorize(req) => return state.authorize_with_platform(req, now_s),
         Command::CreateAccount { currency } => state.create_account(*currency),
         Command::UpdateAccount { account, status } => state.update_account(*account, *status),
         Command::Fund {
@@ -165,6 +170,14 @@ pub fn apply(state: &mut ShardState, cmd: &Command, now_s: i64) -> Outcome {
             mcc,
             merchant,
         } => state.force_capture(*card, *amount_minor, *mcc, merchant, now_s),
+        Command::SetAuthorizationWebhook { account, webhook } => {
+            state.set_webhook(*account, webhook.as_ref())
+        }
+        Command::PlatformDecision {
+            authorization,
+            result,
+        } => state.platform_decision(*authorization, *result, now_s),
+        Command::AbandonAwaitingPlatform => Ok(state.abandon_awaiting(now_s)),
     };
     result.unwrap_or_else(Outcome::Rejected)
 }
@@ -196,6 +209,8 @@ impl ShardState {
             txns: VecDeque::new(),
             keys: KeyMap::default(),
             early_reversals: KeyMap::default(),
+            webhooks: BTreeMap::new(),
+            awaiting: BTreeMap::new(),
         }
     }
 
@@ -565,6 +580,7 @@ impl ShardState {
         let mut early: Vec<_> = self.early_reversals.iter().collect();
         early.sort_unstable_by_key(|(k, _)| **k);
         hash_part(&mut h, &early);
+        hash_part(&mut h, &(&self.webhooks, &self.awaiting));
         *h.finalize().as_bytes()
     }
 }

@@ -27,6 +27,7 @@ use crate::ledger::shard::{Job, Outgoing, Reply, WireCtx};
 use crate::metrics::{handles, Reject};
 use crate::server::dispatch::{dispatch, Dispatch};
 use crate::server::respond;
+use crate::server::webhook::Deferred;
 use crate::server::Shared;
 
 /// Answers written with one `write` at most.
@@ -197,17 +198,33 @@ async fn write_loop(
 ) {
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     let write_timeout = Duration::from_millis(shared.config.server.write_timeout_ms);
-    while let Some(first) = rx.recv().await {
-        respond::encode(first, &shared, &mut out);
-        let mut answered = 1;
-        while answered < WRITE_COALESCE_MAX {
-            match rx.try_recv() {
-                Ok(next) => {
-                    respond::encode(next, &shared, &mut out);
-                    answered += 1;
+    // Requests waiting for their platform's decision (server/webhook.rs): they keep their
+    // permit until their final answer, which comes back through `deferred`, is written.
+    let mut deferred = Deferred::new(shared.config.server.in_flight_per_connection_max);
+    let mut rx_open = true;
+    loop {
+        let first = tokio::select! {
+            item = rx.recv(), if rx_open => match item {
+                Some(item) => item,
+                None => {
+                    rx_open = false;
+                    continue;
                 }
-                Err(_) => break,
-            }
+            },
+            Some(item) = deferred.recv(), if deferred.outstanding() > 0 => item,
+            else => break,
+        };
+        let mut answered = usize::from(deferred.encode(first, &shared, &mut out));
+        let mut taken = 1;
+        while taken < WRITE_COALESCE_MAX {
+            let Some(next) = rx.try_recv().ok().or_else(|| deferred.try_recv()) else {
+                break;
+            };
+            answered += usize::from(deferred.encode(next, &shared, &mut out));
+            taken += 1;
+        }
+        if answered == 0 {
+            continue;
         }
         match tokio::time::timeout(write_timeout, wr.write_all(&out)).await {
             Ok(Ok(())) => {}

@@ -8,6 +8,7 @@
 pub mod connection;
 pub mod dispatch;
 pub mod respond;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,15 +28,20 @@ pub struct Shared {
     pub config: Config,
     pub ledger: Arc<Ledger>,
     pub request_deadline: Duration,
+    /// Authorization webhook calls (pooled client, per-endpoint bounds).
+    pub webhooks: webhook::WebhookClient,
 }
 
 impl Shared {
     pub fn new(config: Config, ledger: Arc<Ledger>) -> Shared {
         let request_deadline = Duration::from_millis(config.server.request_deadline_ms);
+        let webhooks =
+            webhook::WebhookClient::new(config.server.webhook_concurrency_per_endpoint_max);
         Shared {
             config,
             ledger,
             request_deadline,
+            webhooks,
         }
     }
 }
