@@ -39,19 +39,25 @@ pub const EXPIRE_SCAN_MAX: usize = 1 << 20;
 /// Longest hold expiry or retention age accepted in the program config (400 days).
 pub const AGE_S_MAX: i64 = 400 * 86_400;
 
-/// Hasher for `TxnKey`s: they are already uniformly distributed hash output, so the first
-/// eight bytes are used as they are (fast and deterministic).
+/// Hasher for `TxnKey`s: the first eight bytes through the splitmix64 finalizer. Keys from
+/// `TxnKey::derive` are uniform already, but a table must not degrade into a linear scan when
+/// keys are not (sequential test keys put all their entropy in the bytes the table ignores:
+/// hashbrown takes its bucket from the low bits and its tag from the top seven).
 #[derive(Default, Clone, Copy)]
 pub struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
-        self.0
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes.iter().take(8) {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
+        let mut first = [0u8; 8];
+        let n = bytes.len().min(8);
+        first[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(first);
     }
 }
 
