@@ -6,7 +6,7 @@
 mod common;
 
 use authswitch::iso8583::{MessageBuilder, Mti};
-use common::{auth_0100, de39, field, Client, Switch};
+use common::{auth_0100, de39, field, purchase, Client, Switch};
 use serde_json::json;
 
 const PAN: &str = "4242424242424242";
@@ -73,19 +73,7 @@ fn retransmissions_and_repeats_reserve_nothing_twice() {
         field(&first, 38),
         "the original response again"
     );
-    let mut repeat = MessageBuilder::new(Mti::new(101));
-    repeat
-        .set_text(2, PAN.as_bytes())
-        .set_text(3, b"000000")
-        .set_number(4, 1_000)
-        .set_text(7, b"1121120000")
-        .set_number(11, 1)
-        .set_text(22, b"051")
-        .set_text(32, b"123456")
-        .set_number(18, 5411)
-        .set_text(41, b"TERM0001")
-        .set_text(42, b"MERCHANT0000001")
-        .set_number(49, 840);
+    let repeat = purchase(Mti::new(101), PAN, 1_000, 1);
     let repeated = c.call(&repeat);
     assert_eq!(repeated.mti().value(), 110);
     assert_eq!(de39(&repeated), "00");
@@ -184,16 +172,8 @@ fn advices_overdraw_and_correct_our_declines() {
     let (account, _, card) = switch.provision(1_000, PAN);
     let mut c = switch.client();
     let advice = |stan: u32, amount: u64| {
-        let mut a = MessageBuilder::new(Mti::new(120));
-        a.set_text(2, PAN.as_bytes())
-            .set_text(3, b"000000")
-            .set_number(4, amount)
-            .set_text(7, b"1121120000")
-            .set_number(11, u64::from(stan))
-            .set_text(32, b"123456")
-            .set_number(18, 5411)
-            .set_text(39, b"00")
-            .set_number(49, 840);
+        let mut a = purchase(Mti::new(120), PAN, amount, stan);
+        a.set_text(39, b"00");
         a
     };
     // A stand-in approval beyond the balance is recorded.

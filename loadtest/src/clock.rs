@@ -32,16 +32,8 @@ impl UtcStamp {
     pub fn from_unix_s(unix_s: u64) -> UtcStamp {
         let days = (unix_s / 86_400) as i64;
         let rem = unix_s % 86_400;
-        // Days since 0000-03-01, in 400-year eras of 146 097 days.
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy_march = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy_march + 2) / 153;
-        let day = (doy_march - (153 * mp + 2) / 5 + 1) as u8;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-        let year = yoe + era * 400 + i64::from(month <= 2);
+        let (year, month, day) = authswitch::domain::calendar::civil_from_days(days);
+        let (month, day) = (month as u8, day as u8);
         const BEFORE: [u16; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
         let leap_extra = u16::from(month > 2 && is_leap(year));
         UtcStamp {

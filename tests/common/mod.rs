@@ -374,7 +374,12 @@ impl Client {
 
 /// An 0100 purchase for `pan` of `amount` minor units (USD), with the given STAN.
 pub fn auth_0100(pan: &str, amount: u64, stan: u32) -> MessageBuilder<'_> {
-    let mut b = MessageBuilder::new(Mti::new(100));
+    purchase(Mti::new(100), pan, amount, stan)
+}
+
+/// A purchase-shaped request (0100, 0101, 0120, 0200, ...) with the fields of `auth_0100`.
+pub fn purchase(mti: Mti, pan: &str, amount: u64, stan: u32) -> MessageBuilder<'_> {
+    let mut b = MessageBuilder::new(mti);
     b.set_text(2, pan.as_bytes())
         .set_text(3, b"000000")
         .set_number(4, amount)
