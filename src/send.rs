@@ -33,9 +33,9 @@ pub struct SendArgs {
     /// Merchant category code (0100 only).
     #[arg(long, default_value_t = 5411)]
     pub mcc: u16,
-    /// System trace audit number.
-    #[arg(long, default_value_t = 1)]
-    pub stan: u32,
+    /// System trace audit number (default: from the clock, so runs do not repeat each other).
+    #[arg(long)]
+    pub stan: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +105,8 @@ fn build_request(args: &SendArgs, format: &WireFormat) -> Result<BytesMut, SendE
         _ => return Err(SendError::Mti),
     }
     builder.set_text(7, &transmission);
-    builder.set_number(11, u64::from(args.stan));
+    let stan = args.stan.unwrap_or_else(|| (now.rem_euclid(999_999) + 1) as u32);
+    builder.set_number(11, u64::from(stan));
     let codec = FrameCodec::new(format, RESPONSE_LEN_MAX);
     let mut out = BytesMut::new();
     codec
