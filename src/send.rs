@@ -105,7 +105,9 @@ fn build_request(args: &SendArgs, format: &WireFormat) -> Result<BytesMut, SendE
         _ => return Err(SendError::Mti),
     }
     builder.set_text(7, &transmission);
-    let stan = args.stan.unwrap_or_else(|| (now.rem_euclid(999_999) + 1) as u32);
+    let stan = args
+        .stan
+        .unwrap_or_else(|| (now.rem_euclid(999_999) + 1) as u32);
     builder.set_number(11, u64::from(stan));
     let codec = FrameCodec::new(format, RESPONSE_LEN_MAX);
     let mut out = BytesMut::new();
