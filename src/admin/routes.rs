@@ -93,7 +93,7 @@ async fn query(state: &AdminState, shard: u16, q: Query) -> Result<QueryResult, 
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateAccountBody {
+pub struct CreateAccountBody {
     currency: String,
 }
 
@@ -124,7 +124,7 @@ async fn get_account(State(state): State<AdminState>, Path(id): Path<String>) ->
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateAccountBody {
+pub struct UpdateAccountBody {
     status: Option<AccountStatus>,
 }
 
@@ -149,7 +149,7 @@ async fn update_account(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FundingBody {
+pub struct FundingBody {
     amount: i64,
 }
 
@@ -178,7 +178,7 @@ async fn fund_account(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateCardholderBody {
+pub struct CreateCardholderBody {
     account: String,
     name: String,
     status: Option<CardholderStatus>,
@@ -219,7 +219,7 @@ async fn get_cardholder(State(state): State<AdminState>, Path(id): Path<String>)
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateCardholderBody {
+pub struct UpdateCardholderBody {
     name: Option<String>,
     status: Option<CardholderStatus>,
     spending_controls: Option<SpendingControls>,
@@ -354,7 +354,7 @@ async fn get_card(State(state): State<AdminState>, Path(id): Path<String>) -> Ap
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateCardBody {
+pub struct UpdateCardBody {
     status: Option<CardStatus>,
     spending_controls: Option<SpendingControls>,
 }
@@ -377,7 +377,7 @@ async fn update_card(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BulkCardsBody {
+pub struct BulkCardsBody {
     cards: Vec<CreateCardBody>,
 }
 
@@ -495,7 +495,7 @@ async fn list_authorizations(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CaptureBody {
+pub struct CaptureBody {
     amount: i64,
     close_authorization: Option<bool>,
 }
@@ -537,7 +537,7 @@ async fn capture_authorization(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RefundBody {
+pub struct RefundBody {
     amount: Option<i64>,
 }
 
@@ -586,7 +586,7 @@ struct MerchantBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ForceCaptureBody {
+pub struct ForceCaptureBody {
     card: String,
     amount: i64,
     #[serde(default)]
