@@ -39,6 +39,10 @@ fn one_fault(plan_key: &str, reason: &str) {
     let (account, _, _) = switch.provision(FUNDS_MINOR, PAN);
     let codes = drive_until_failed(&switch);
     let approved = codes.iter().take_while(|c| *c == "00").count();
+    eprintln!(
+        "{plan_key}=30: {approved} approved, then {:?}",
+        &codes[approved..]
+    );
     assert!(approved > 0, "{plan_key}: {codes:?}");
     assert!(
         codes[approved..].iter().all(|c| c == "96") && codes.len() - approved == 5,
@@ -166,11 +170,10 @@ fn assert_refused(data_dir: &Path, file: &Path) {
     assert!(!status.success(), "{name}: {stderr}");
     let said = stderr
         .lines()
-        .any(|l| l.contains(&name) && l.contains("offset"));
-    assert!(
-        said,
-        "{name}: the refusal names the file and offset: {stderr}"
-    );
+        .find(|l| l.contains(&name) && l.contains("offset"));
+    let said =
+        said.unwrap_or_else(|| panic!("{name}: the refusal names file and offset: {stderr}"));
+    eprintln!("refused: {said}");
     let (ok, report) = wal_verify(data_dir);
     assert!(!ok, "wal verify passed with a flipped {name}: {report}");
     assert!(
