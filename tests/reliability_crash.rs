@@ -30,6 +30,8 @@ const FUNDS_MINOR: i64 = 300_000;
 const ROUNDS_MAX: usize = 400;
 /// The kill comes this long after traffic starts, at most.
 const KILL_AFTER_MS_MAX: u64 = 400;
+/// Pending holds per card at most (the API lists 100 per page): beyond, the plan reverses.
+const HOLDS_MAX: u64 = 60;
 const CONFIG: &str = "[wal]\nsnapshot_every_records = 50\n";
 
 /// xorshift64*: seeded so a failing run replays with the printed seed.
@@ -192,7 +194,7 @@ fn request(card: &CardModel, op: &Op, stan: u32) -> Vec<u8> {
 fn plan(rng: &mut Rng, card: &CardModel) -> Op {
     let roll = rng.below(100);
     let pending = card.holds.len() as u64;
-    if roll < 15 && pending > 0 {
+    if (roll < 15 || pending >= HOLDS_MAX) && pending > 0 {
         let h = &card.holds[rng.below(pending) as usize];
         let keep_minor = (rng.below(2) == 0 && h.held_minor > 1)
             .then(|| 1 + rng.below(h.held_minor as u64 - 1) as i64);
