@@ -14,11 +14,14 @@ use std::time::{Duration, Instant};
 
 use authswitch::iso8583::{MessageBuilder, Mti};
 use common::{de39, Client, Switch};
+use serde_json::json;
 
 const CONNECTIONS: usize = 6;
-/// Requests one connection may send in the run (its STANs are `base + 0..MESSAGES_MAX`).
-const MESSAGES_MAX: usize = 60_000;
-const BURST: usize = 64;
+/// Requests one connection may send in the run (STANs 1..=MESSAGES_MAX, its own acquirer).
+const MESSAGES_MAX: usize = 240_000;
+/// Each connection offers `BURST` requests every `BURST_EVERY` (64 000 a second).
+const BURST: usize = 128;
+const BURST_EVERY: Duration = Duration::from_millis(2);
 const OFFER_S: u64 = 3;
 /// Growth of the switch's resident memory allowed over the whole run.
 const RSS_GROWTH_KIB_MAX: u64 = 64 * 1024;
@@ -26,14 +29,14 @@ const CONFIG: &str = "[ledger]\nqueue_depth_max = 16\n[server]\nrequest_deadline
 
 /// A balance inquiry: it goes through the shard queue and the WAL batch like an
 /// authorization but adds nothing to the ledger, so memory growth is the switch's, not data.
-fn inquiry(pan: &str, stan: u32) -> MessageBuilder<'_> {
+fn inquiry<'a>(pan: &'a str, acquirer: &'a str, stan: u32) -> MessageBuilder<'a> {
     let mut b = MessageBuilder::new(Mti::new(100));
     b.set_text(2, pan.as_bytes())
         .set_text(3, b"300000")
         .set_number(4, 0)
         .set_text(7, b"1122000000")
         .set_number(11, u64::from(stan))
-        .set_text(32, b"654321")
+        .set_text(32, acquirer.as_bytes())
         .set_number(49, 840);
     b
 }
@@ -49,7 +52,7 @@ struct Tally {
     served_latency_us: Vec<u64>,
 }
 
-fn flood(iso: SocketAddr, pan: String, base: u32) -> Tally {
+fn flood(iso: SocketAddr, pan: String, acquirer: String) -> Tally {
     let mut reader = Client::connect(iso);
     let mut writer = reader.stream.try_clone().unwrap();
     let sent_at: Arc<Vec<AtomicU64>> =
@@ -58,7 +61,7 @@ fn flood(iso: SocketAddr, pan: String, base: u32) -> Tally {
     let done = Arc::new(AtomicBool::new(false));
     let epoch = Instant::now();
     let frames: Vec<Vec<u8>> = (0..MESSAGES_MAX)
-        .map(|i| reader.encode(&inquiry(&pan, base + i as u32)))
+        .map(|i| reader.encode(&inquiry(&pan, &acquirer, i as u32 + 1)))
         .collect();
     let (sent_w, done_w, at_w) = (sent.clone(), done.clone(), sent_at.clone());
     let send = std::thread::spawn(move || {
@@ -71,18 +74,32 @@ fn flood(iso: SocketAddr, pan: String, base: u32) -> Tally {
             }
             writer.write_all(&frames[i..end].concat()).unwrap();
             i = end;
+            let next = BURST_EVERY * (i / BURST) as u32;
+            std::thread::sleep(next.saturating_sub(epoch.elapsed()));
             sent_w.store(i as u64, Ordering::Release);
         }
         done_w.store(true, Ordering::Release);
     });
     let mut tally = Tally::default();
     loop {
+        // `done` is read before `sent`, and the writer stores `sent` before `done`.
         let finished = done.load(Ordering::Acquire);
-        if finished && tally.answered == sent.load(Ordering::Acquire) {
-            break;
+        if tally.answered >= sent.load(Ordering::Acquire) {
+            if finished {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
         }
-        let response = reader.try_recv().expect("an answer to every request");
-        let index = (response.stan().unwrap() - base) as usize;
+        let Some(response) = reader.try_recv() else {
+            eprintln!(
+                "connection {acquirer}: no more answers after {} of {} (writer done: {finished})",
+                tally.answered,
+                sent.load(Ordering::Acquire)
+            );
+            break;
+        };
+        let index = response.stan().unwrap() as usize - 1;
         tally.answered += 1;
         match de39(&response).as_str() {
             "00" => {
@@ -101,20 +118,42 @@ fn flood(iso: SocketAddr, pan: String, base: u32) -> Tally {
     tally
 }
 
+/// The upper bound of the bucket holding the 99th percentile of a Prometheus histogram.
+fn histogram_p99_s(metrics: &str, name: &str) -> f64 {
+    let count = common::metric_value(metrics, &format!("{name}_count"));
+    let prefix = format!("{name}_bucket{{le=\"");
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (le, n) = rest.split_once("\"} ")?;
+            Some((
+                le.parse::<f64>().unwrap_or(f64::INFINITY),
+                n.trim().parse::<f64>().ok()?,
+            ))
+        })
+        .find(|(_, n)| *n >= count * 0.99)
+        .map_or(f64::INFINITY, |(le, _)| le)
+}
+
 #[test]
 fn excess_load_is_answered_91_with_bounded_memory() {
     let switch = Switch::start(CONFIG);
     let pans: Vec<String> = (0..CONNECTIONS)
-        .map(|_| {
-            let (_, holder, _) = switch.provision(1_000, "4000056655665556");
-            let (_, pan) = switch.add_generated_card(&holder, serde_json::json!({}));
-            pan
+        .map(|c| {
+            let a = switch.api_ok("POST", "/v1/accounts", Some(json!({"currency": "usd"})));
+            let account = a["id"].as_str().unwrap();
+            let body = json!({"account": account, "name": format!("Flood {c}")});
+            let h = switch.api_ok("POST", "/v1/cardholders", Some(body));
+            switch
+                .add_generated_card(h["id"].as_str().unwrap(), json!({}))
+                .1
         })
         .collect();
     // Warm up allocator and connections once so the baseline is not an empty process.
     let mut warm = switch.client();
     for stan in 1..=100 {
-        assert_eq!(de39(&warm.call(&inquiry(&pans[0], stan))), "00");
+        assert_eq!(de39(&warm.call(&inquiry(&pans[0], "1", stan))), "00");
     }
     let rss_before_kib = switch.rss_kib();
     let started = Instant::now();
@@ -124,8 +163,8 @@ fn excess_load_is_answered_91_with_bounded_memory() {
         .enumerate()
         .map(|(c, pan)| {
             let pan = pan.clone();
-            let base = 100_000 * (c as u32 + 1);
-            std::thread::spawn(move || flood(iso, pan, base))
+            let acquirer = format!("{}", 700_001 + c);
+            std::thread::spawn(move || flood(iso, pan, acquirer))
         })
         .collect();
     let tallies: Vec<Tally> = floods.into_iter().map(|f| f.join().unwrap()).collect();
@@ -165,9 +204,13 @@ fn excess_load_is_answered_91_with_bounded_memory() {
         rss_after_kib < rss_before_kib + RSS_GROWTH_KIB_MAX,
         "VmRSS grew from {rss_before_kib} to {rss_after_kib} KiB"
     );
-    // Served requests waited at most the queue; with pipelining, socket buffers add to it.
-    assert!(p99_us < 1_000_000, "served p99 {p99_us} us");
+    // Client side, a served request also waited in our own socket buffers behind the
+    // pipeline; the switch's own histogram says how long it held each request.
+    assert!(p99_us < 2_000_000, "served p99 {p99_us} us");
     let metrics = switch.metrics_text();
+    let server_p99_s = histogram_p99_s(&metrics, "authswitch_request_duration_seconds");
+    eprintln!("overload: switch-side p99 of every answer <= {server_p99_s} s");
+    assert!(server_p99_s <= 0.1, "switch-side p99 {server_p99_s} s");
     let shed = metrics
         .lines()
         .filter(|l| {
@@ -179,6 +222,6 @@ fn excess_load_is_answered_91_with_bounded_memory() {
     assert_eq!(shed as u64, overloaded, "{metrics}");
     // Still serving normally once the flood is over.
     let mut after = switch.client();
-    assert_eq!(de39(&after.call(&inquiry(&pans[0], 999_000))), "00");
+    assert_eq!(de39(&after.call(&inquiry(&pans[0], "1", 999_000))), "00");
     assert!(switch.stop().success());
 }
