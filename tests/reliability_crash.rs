@@ -25,7 +25,11 @@ use serde_json::{json, Value};
 const CYCLES_DEFAULT: usize = 20;
 const THREADS: usize = 4;
 const CARDS_PER_THREAD: usize = 3;
-const FUNDS_MINOR: i64 = 300_000;
+/// Enough that captures never exhaust an account in a long run; declines come from the
+/// requests over `HUGE_MINOR` instead.
+const FUNDS_MINOR: i64 = 50_000_000;
+/// An amount no account can cover: such requests must be declined 51 and move nothing.
+const HUGE_MINOR: i64 = 100_000_000;
 /// Most rounds one connection drives in a cycle (one request per card per round).
 const ROUNDS_MAX: usize = 400;
 /// The kill comes this long after traffic starts, at most.
@@ -207,7 +211,7 @@ fn plan(rng: &mut Rng, card: &CardModel) -> Op {
         let h = &card.holds[rng.below(pending) as usize];
         return Op::Incremental {
             terminal: h.terminal.clone(),
-            amount_minor: 1 + rng.below(2_000) as i64,
+            amount_minor: huge_or(rng, 2_000),
         };
     }
     if roll < 32 {
@@ -216,7 +220,16 @@ fn plan(rng: &mut Rng, card: &CardModel) -> Op {
         };
     }
     Op::Auth {
-        amount_minor: 1 + rng.below(6_000) as i64,
+        amount_minor: huge_or(rng, 6_000),
+    }
+}
+
+/// 1 to `max_minor`, or (one request in twenty) more than any account holds.
+fn huge_or(rng: &mut Rng, max_minor: u64) -> i64 {
+    if rng.below(20) == 0 {
+        HUGE_MINOR
+    } else {
+        1 + rng.below(max_minor) as i64
     }
 }
 
@@ -229,13 +242,22 @@ fn apply(card: &mut CardModel, op: &Op, stan: u32, code: &str) -> Result<(), Str
             Err(format!("{op:?} stan {stan}: unexpected DE39 {code}"))
         }
     };
+    // Funds are ample, so the model predicts every decision exactly.
+    let funds = |amount: i64| {
+        if amount <= card.available_minor {
+            "00"
+        } else {
+            "51"
+        }
+    };
     match op {
         Op::Auth { amount_minor } | Op::Advice { amount_minor } => {
-            expect(if matches!(op, Op::Auth { .. }) {
-                &["00", "51"]
+            let want = if matches!(op, Op::Auth { .. }) {
+                funds(*amount_minor)
             } else {
-                &["00"]
-            })?;
+                "00"
+            };
+            expect(&[want])?;
             if code == "00" {
                 card.available_minor -= amount_minor;
                 card.held_minor += amount_minor;
@@ -251,7 +273,7 @@ fn apply(card: &mut CardModel, op: &Op, stan: u32, code: &str) -> Result<(), Str
             terminal,
             amount_minor,
         } => {
-            expect(&["00", "51"])?;
+            expect(&[funds(*amount_minor)])?;
             if code == "00" {
                 card.available_minor -= amount_minor;
                 card.held_minor += amount_minor;
