@@ -249,6 +249,7 @@ fn a_peer_that_never_reads_is_held_back_and_cut_without_memory_growth() {
         assert!(Instant::now() < deadline, "the deaf peer was never cut");
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert_eq!(rejected(&switch, "slow_reader"), 1.0);
     drop(encoder);
     finish(good, &stop, "deaf peer");
     assert!(switch.stop().success());
