@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use authswitch::iso8583::{MessageBuilder, Mti};
-use common::{de39, field, http, Client, Switch, TOKEN};
+use common::{de39, field, http, serve_until_exit, Client, Switch, TOKEN};
 use serde_json::{json, Value};
 
 const CYCLES_DEFAULT: usize = 20;
@@ -124,6 +124,7 @@ struct Stats {
     retransmitted: u64,
     captures: u64,
     checks: u64,
+    interrupted_recoveries: u64,
 }
 
 fn de7(stan: u32) -> String {
@@ -715,6 +716,16 @@ fn scan_for_pans(data_dir: &Path, texts: &[String], pans: &[String]) {
     }
 }
 
+/// Starts the switch on the crashed directory and kills it 5 to 80 ms later, during or just
+/// after recovery: a crash there must leave a directory the next start recovers as well.
+fn interrupted_recovery(data_dir: &Path, rng: &mut Rng) {
+    let after = Duration::from_millis(5 + rng.below(75));
+    let args = ["--admin-listen", "127.0.0.1:0"];
+    if let Some((status, stderr)) = serve_until_exit(data_dir, CONFIG, &args, true, after) {
+        panic!("the switch exited on its own during recovery ({status}): {stderr}");
+    }
+}
+
 #[test]
 fn acknowledged_operations_survive_kill_9_at_random_moments() {
     let seed = seed();
@@ -735,6 +746,10 @@ fn acknowledged_operations_survive_kill_9_at_random_moments() {
         let s = switch.take().unwrap();
         let (mut models, lost, captures) = cycle(s, cards, &mut rng, &stans, &mut stats);
         stats.retransmitted += lost.len() as u64 + captures.len() as u64;
+        if rng.below(3) == 0 {
+            interrupted_recovery(&data_dir, &mut rng);
+            stats.interrupted_recoveries += 1;
+        }
         let again = Switch::start_on(&data_dir, CONFIG);
         logs.push(again.log.clone());
         settle(&again, &mut models, lost, captures);
@@ -759,8 +774,10 @@ fn acknowledged_operations_survive_kill_9_at_random_moments() {
     texts.push(metrics);
     scan_for_pans(&data_dir, &texts, &pans);
     eprintln!(
-        "torture: {cycles} cycles, {} messages, {} acknowledged operations, {} captures, \
-         {} retransmitted after a crash, {} checks against the model, lost 0, {:?}",
+        "torture: {cycles} cycles ({} recoveries also killed), {} messages, {} acknowledged \
+         operations, {} captures, {} retransmitted after a crash, {} checks against the model, \
+         lost 0, {:?}",
+        stats.interrupted_recoveries,
         stats.messages,
         stats.acknowledged,
         stats.captures,
