@@ -18,6 +18,8 @@ use common::{de39, Client, Switch};
 
 const CONNECTIONS_MAX: usize = 32;
 const STORM: u64 = 10_000;
+/// Threads sharing the storm (it must divide `STORM`).
+const STORM_THREADS: u64 = 4;
 const FRAME_LEN_MAX: usize = 8192;
 /// Slowest acceptable answer to the well-behaved connection while the others misbehave.
 const GOOD_LATENCY_MAX: Duration = Duration::from_millis(750);
@@ -95,9 +97,17 @@ fn ten_thousand_connection_attempts_beyond_the_limit_are_refused_and_counted() {
         switch.metric("authswitch_connections_open"),
         CONNECTIONS_MAX as f64
     );
-    for _ in 0..STORM {
-        drop(TcpStream::connect(switch.iso).unwrap());
-    }
+    let iso = switch.iso;
+    let storm: Vec<_> = (0..STORM_THREADS)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for _ in 0..STORM / STORM_THREADS {
+                    drop(TcpStream::connect(iso).unwrap());
+                }
+            })
+        })
+        .collect();
+    storm.into_iter().for_each(|t| t.join().unwrap());
     let deadline = Instant::now() + Duration::from_secs(10);
     while switch.metric("authswitch_connections_refused_total") < STORM as f64 {
         assert!(Instant::now() < deadline, "refusals not counted");
