@@ -338,10 +338,10 @@ fn pending_id(admin: SocketAddr, card: &CardModel, terminal: &str) -> Option<Opt
     );
     let (status, list) = api(admin, "GET", &path, None)?;
     assert_eq!(status, 200, "{list}");
+    // A body cut short by the kill is no answer.
     Some(
         list["data"]
-            .as_array()
-            .unwrap()
+            .as_array()?
             .iter()
             .find(|a| a["merchant_data"]["terminal_id"] == terminal)
             .map(|a| a["id"].as_str().unwrap().to_string()),
