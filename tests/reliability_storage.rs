@@ -52,24 +52,49 @@ fn one_fault(plan_key: &str, reason: &str) {
     assert_eq!(ready, 503, "{plan_key}: /readyz");
     let (status, body) = switch.api("GET", &format!("/v1/accounts/{account}"), None);
     assert_eq!(status, 503, "{plan_key}: reads of a failed shard: {body}");
-    let metrics = switch.metrics_text();
-    let failures: Vec<&str> = metrics
-        .lines()
-        .filter(|l| l.starts_with("authswitch_wal_failures_total{"))
-        .collect();
+    // The writer thread counts the failure right after it marks the WAL failed.
     let label = format!("reason=\"{reason}\"");
-    assert!(
-        failures
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = switch.metrics_text();
+        let failures: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("authswitch_wal_failures_total{"))
+            .collect();
+        if failures
             .iter()
-            .any(|l| l.contains(&label) && l.ends_with(" 1")),
-        "{plan_key}: {failures:?}"
-    );
-    let log = switch.log_text();
-    let line = log.lines().find(|l| l.contains("WAL FAILED"));
-    assert!(
-        line.is_some_and(|l| l.contains(reason)),
-        "{plan_key}: a log line says why: {log}"
-    );
+            .any(|l| l.contains(&label) && l.ends_with(" 1"))
+        {
+            assert_eq!(failures.len(), 1, "{plan_key}: {failures:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{plan_key}: {failures:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The log reaches us through a pipe and a reader thread: give it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = switch.log_text();
+        let line = log
+            .lines()
+            .find(|l| l.contains("WAL FAILED"))
+            .map(str::to_string);
+        if let Some(line) = line {
+            assert!(
+                line.contains(reason),
+                "{plan_key}: the log says why: {line}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{plan_key}: no log line says why: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     switch.kill();
 
     let healthy = "[ledger]\nshards = 1\n";
