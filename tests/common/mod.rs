@@ -148,12 +148,6 @@ impl Switch {
         metric_value(&self.metrics_text(), series)
     }
 
-    /// True while the process has not exited.
-    pub fn is_running(&mut self) -> bool {
-        let child = self.child.as_mut().expect("running");
-        child.try_wait().unwrap().is_none()
-    }
-
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
@@ -448,12 +442,6 @@ impl Client {
             .map_err(|e: authswitch::iso8583::FrameError| e)
             .unwrap();
         self.stream.write_all(&out).unwrap();
-    }
-
-    /// Encodes and sends one message; an I/O error (the switch died) is returned, not a panic.
-    pub fn try_send(&mut self, builder: &MessageBuilder<'_>) -> std::io::Result<()> {
-        let bytes = self.encode(builder);
-        self.stream.write_all(&bytes)
     }
 
     /// The framed bytes of one message, as `send` would write them.
