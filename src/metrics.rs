@@ -47,10 +47,12 @@ pub enum Reject {
     SlowSender,
     IdleTimeout,
     UnknownMti,
+    /// The peer did not take its responses within `write_timeout_ms` and was cut.
+    SlowReader,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 7] = [
+    pub const ALL: [Reject; 8] = [
         Reject::TooLong,
         Reject::ZeroLength,
         Reject::Malformed,
@@ -58,6 +60,7 @@ impl Reject {
         Reject::SlowSender,
         Reject::IdleTimeout,
         Reject::UnknownMti,
+        Reject::SlowReader,
     ];
 
     pub fn label(self) -> &'static str {
@@ -69,6 +72,7 @@ impl Reject {
             Reject::SlowSender => "slow_sender",
             Reject::IdleTimeout => "idle_timeout",
             Reject::UnknownMti => "unknown_mti",
+            Reject::SlowReader => "slow_reader",
         }
     }
 }

@@ -87,7 +87,8 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
         let path = error.path().to_string();
         let inner = error.into_inner();
         let param = missing_or_unknown_field(&inner.to_string()).unwrap_or(path);
-        let param = if param == "." {
+        // An empty key ("") names nothing a client could fix: say the body is wrong.
+        let param = if param == "." || param.is_empty() {
             "body".to_string()
         } else {
             param
@@ -147,6 +148,12 @@ mod tests {
         );
         let e = parse_body::<Body>(br#"{"currency":"usd","nested":{"amount":"x"}}"#).unwrap_err();
         assert!(matches!(e, ApiError::Invalid { ref param, .. } if param == "nested.amount"));
+        // Found by the admin_json fuzz target: an empty key used to give an empty param.
+        let e = parse_body::<Body>(br#"{"":1}"#).unwrap_err();
+        assert_eq!(
+            e,
+            ApiError::invalid("body", "unknown field ``, expected `currency` or `nested`")
+        );
         let e = parse_body::<Body>(b"not json").unwrap_err();
         assert!(
             matches!(e, ApiError::Invalid { ref param, .. } if param == "body"),

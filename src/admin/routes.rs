@@ -94,7 +94,7 @@ async fn query(state: &AdminState, shard: u16, q: Query) -> Result<QueryResult, 
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateAccountBody {
+pub struct CreateAccountBody {
     currency: String,
 }
 
@@ -125,7 +125,7 @@ async fn get_account(State(state): State<AdminState>, Path(id): Path<String>) ->
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateAccountBody {
+pub struct UpdateAccountBody {
     status: Option<AccountStatus>,
     /// Absent: unchanged; `null`: removed; an object: set.
     #[serde(default, deserialize_with = "present")]
@@ -187,7 +187,7 @@ async fn update_account(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FundingBody {
+pub struct FundingBody {
     amount: i64,
 }
 
@@ -216,7 +216,7 @@ async fn fund_account(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateCardholderBody {
+pub struct CreateCardholderBody {
     account: String,
     name: String,
     status: Option<CardholderStatus>,
@@ -257,7 +257,7 @@ async fn get_cardholder(State(state): State<AdminState>, Path(id): Path<String>)
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateCardholderBody {
+pub struct UpdateCardholderBody {
     name: Option<String>,
     status: Option<CardholderStatus>,
     spending_controls: Option<SpendingControls>,
@@ -392,7 +392,7 @@ async fn get_card(State(state): State<AdminState>, Path(id): Path<String>) -> Ap
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateCardBody {
+pub struct UpdateCardBody {
     status: Option<CardStatus>,
     spending_controls: Option<SpendingControls>,
 }
@@ -415,7 +415,7 @@ async fn update_card(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BulkCardsBody {
+pub struct BulkCardsBody {
     cards: Vec<CreateCardBody>,
 }
 
@@ -533,7 +533,7 @@ async fn list_authorizations(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CaptureBody {
+pub struct CaptureBody {
     amount: i64,
     close_authorization: Option<bool>,
 }
@@ -575,7 +575,7 @@ async fn capture_authorization(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RefundBody {
+pub struct RefundBody {
     amount: Option<i64>,
 }
 
@@ -624,7 +624,7 @@ struct MerchantBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ForceCaptureBody {
+pub struct ForceCaptureBody {
     card: String,
     amount: i64,
     #[serde(default)]

@@ -55,6 +55,8 @@ struct ShardHandle {
     jobs: Sender<Job>,
     stats: Arc<ShardStats>,
     overloaded: metrics::Counter,
+    /// Read by the readiness probe: the shard thread only notices a failure on its next batch.
+    wal: wal::WalHealth,
 }
 
 /// The running ledger.
@@ -192,7 +194,7 @@ impl Ledger {
     pub fn healthy(&self) -> bool {
         self.shards
             .iter()
-            .all(|s| !s.stats.failed.load(Ordering::Relaxed))
+            .all(|s| !s.stats.failed.load(Ordering::Relaxed) && !s.wal.failed())
     }
 
     /// Sets the queue-depth and balance gauges (called when /metrics is scraped).
@@ -376,6 +378,7 @@ fn start_shard(
         expiry_command: |_| Command::ExpireHolds,
     };
     let thread_stats = stats.clone();
+    let health = writer.health();
     let thread = std::thread::Builder::new()
         .name(format!("shard-{shard}"))
         .spawn(move || shard::run(state, rx, writer, next_lsn, params, thread_stats))
@@ -390,6 +393,7 @@ fn start_shard(
             jobs: tx,
             stats,
             overloaded,
+            wal: health,
         },
         thread,
     ))

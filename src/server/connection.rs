@@ -228,7 +228,12 @@ async fn write_loop(
         }
         match tokio::time::timeout(write_timeout, wr.write_all(&out)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => {
+            Ok(Err(_)) => {
+                permits.close();
+                return;
+            }
+            Err(_) => {
+                handles().reject(Reject::SlowReader);
                 tracing::info!("closing a connection that does not take its responses");
                 permits.close();
                 return;

@@ -141,6 +141,17 @@ pub struct WalWriter<C: Completion> {
     snapshotter: Option<JoinHandle<()>>,
 }
 
+/// Whether one WAL has failed, readable from any thread (see [`WalWriter::health`]).
+#[derive(Clone)]
+pub struct WalHealth(Arc<Shared>);
+
+impl WalHealth {
+    /// True from the moment the writer failed a batch.
+    pub fn failed(&self) -> bool {
+        self.0.has_failed.load(Ordering::Acquire)
+    }
+}
+
 impl<C: Completion> WalWriter<C> {
     /// Opens the log after `recovered` (appending to its tail segment or starting a new one)
     /// and spawns the writer and snapshot threads.
@@ -234,6 +245,12 @@ impl<C: Completion> WalWriter<C> {
     /// Why the WAL stopped accepting records, if it did.
     pub fn failed(&self) -> Option<WalFailed> {
         self.shared.failed()
+    }
+
+    /// A handle other threads (the readiness probe) can ask whether this WAL has failed,
+    /// without waiting for the shard thread to notice.
+    pub fn health(&self) -> WalHealth {
+        WalHealth(Arc::clone(&self.shared))
     }
 
     /// Hands the serialized shard state through `lsn` to the snapshot thread, which writes it

@@ -128,6 +128,26 @@ impl Switch {
         let _ = child.wait();
     }
 
+    /// The process id of the running switch.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Resident memory of the switch process in KiB (VmRSS from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// The value of one metric series (`name{labels}` exactly as rendered), 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics_text(), series)
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
@@ -229,6 +249,75 @@ impl Drop for Switch {
     }
 }
 
+/// Runs `authswitch serve` on `data_dir` with `extra` config and `args` (no `--listen` flags
+/// are added besides ephemeral ports), with the test token only when `with_token`; waits up to
+/// `timeout` for it to exit on its own. Returns (exit status, stderr), or None (after killing
+/// it) when it was still running: for starts that must be refused.
+pub fn serve_until_exit(
+    data_dir: &Path,
+    extra: &str,
+    args: &[&str],
+    with_token: bool,
+    timeout: Duration,
+) -> Option<(ExitStatus, String)> {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let config_path = data_dir.with_extension("toml");
+    let config = format!(
+        "data_dir = {:?}\nlog = \"info\"\n{extra}\n",
+        data_dir.display().to_string()
+    );
+    std::fs::write(&config_path, config).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_authswitch"));
+    command
+        .args(["serve", "--config"])
+        .arg(&config_path)
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("AUTHSWITCH_ADMIN_TOKEN")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if with_token {
+        command.env("AUTHSWITCH_ADMIN_TOKEN", TOKEN);
+    }
+    let mut child = command.spawn().expect("start authswitch");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = reader.join().unwrap();
+    status.map(|s| (s, text))
+}
+
+/// Runs `authswitch wal verify <dir>`; returns (success, stdout + stderr).
+pub fn wal_verify(dir: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_authswitch"))
+        .args(["wal", "verify"])
+        .arg(dir)
+        .output()
+        .expect("run authswitch wal verify");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
@@ -252,6 +341,14 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> ExitStatus {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The value of the series `series` (`name{labels}`) in a Prometheus text page, 0 when absent.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// A minimal HTTP/1.1 client (Connection: close); returns (status, body).
@@ -315,18 +412,23 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        Client::try_connect(addr).expect("connect")
+    }
+
+    /// Connects, or returns the error (the switch is down or refusing).
+    pub fn try_connect(addr: SocketAddr) -> std::io::Result<Client> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
         stream.set_nodelay(true).unwrap();
         let format = WireFormat::default();
-        Client {
+        Ok(Client {
             stream,
             codec: FrameCodec::new(&format, 64 * 1024),
             buf: BytesMut::new(),
             format,
-        }
+        })
     }
 
     /// Encodes and sends one message without waiting.
@@ -340,6 +442,19 @@ impl Client {
             .map_err(|e: authswitch::iso8583::FrameError| e)
             .unwrap();
         self.stream.write_all(&out).unwrap();
+    }
+
+    /// The framed bytes of one message, as `send` would write them.
+    pub fn encode(&mut self, builder: &MessageBuilder<'_>) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        let format = self.format;
+        self.codec
+            .write_frame(None, &mut out, |body| {
+                builder.encode(&format, body).map_err(|e| panic!("{e}"))
+            })
+            .map_err(|e: authswitch::iso8583::FrameError| e)
+            .unwrap();
+        out.to_vec()
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
