@@ -35,7 +35,9 @@ pub use record::{decode_record, encode_record, record_bytes, RecordError, Record
 pub use recovery::{recover, RecoverOptions, Recovered, RecoveryError, SegmentTail};
 pub use snapshot::SnapshotError;
 pub use tools::{dump, verify, DumpSummary, Problem, SnapshotInfo, ToolError, VerifyReport};
-pub use writer::{Batch, Completion, WalFailReason, WalFailed, WalHealth, WalWriter};
+pub use writer::{
+    Batch, Completion, SnapshotSource, WalFailReason, WalFailed, WalHealth, WalWriter,
+};
 
 /// Default segment size before rotation.
 pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 << 20;

@@ -135,7 +135,7 @@ pub struct WalWriter<C: Completion> {
     tx: Sender<Msg<C>>,
     bytes_rx: Receiver<Vec<u8>>,
     completions_rx: Receiver<Vec<C>>,
-    snap_tx: Option<Sender<(u64, Vec<u8>)>>,
+    snap_tx: Option<Sender<(u64, SnapshotSource)>>,
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
     snapshotter: Option<JoinHandle<()>>,
@@ -257,10 +257,16 @@ impl<C: Completion> WalWriter<C> {
     /// once the WAL is durable through `lsn` and then prunes old segments and snapshots.
     /// Returns false (and drops the state) if two snapshots are already waiting.
     pub fn snapshot(&self, lsn: u64, state: Vec<u8>) -> bool {
+        self.snapshot_with(lsn, Box::new(move || state))
+    }
+
+    /// Like `snapshot`, but the state is serialized by `serialize` on the snapshot thread, so
+    /// the caller's thread only pays for a consistent copy of its state, not for encoding it.
+    pub fn snapshot_with(&self, lsn: u64, serialize: SnapshotSource) -> bool {
         let Some(tx) = &self.snap_tx else {
             return false;
         };
-        match tx.try_send((lsn, state)) {
+        match tx.try_send((lsn, serialize)) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 warn!(lsn, "WAL: snapshot refused, the snapshot queue is full");
@@ -584,9 +590,18 @@ impl<C: Completion> Drop for FailOnPanic<C> {
 }
 
 /// Body of the snapshot thread: waits until each snapshot's LSN is durable, writes it, prunes.
-fn snapshot_loop(rx: Receiver<(u64, Vec<u8>)>, shared: Arc<Shared>, dir: PathBuf, shard: u16) {
+/// Produces the serialized state of a snapshot (run on the snapshot thread).
+pub type SnapshotSource = Box<dyn FnOnce() -> Vec<u8> + Send>;
+
+fn snapshot_loop(
+    rx: Receiver<(u64, SnapshotSource)>,
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    shard: u16,
+) {
     // Ends when the handle drops its sender; at most SNAPSHOT_QUEUE_MAX are waiting.
-    for (lsn, state) in rx.iter() {
+    for (lsn, serialize) in rx.iter() {
+        let state = serialize();
         if !shared.wait_durable(lsn) {
             warn!(
                 shard,
