@@ -7,6 +7,7 @@
 use std::fmt;
 
 use super::dictionary::FIELD_LEN_MAX;
+use super::format::Charset;
 use super::message::Message;
 use super::mti::Mti;
 
@@ -317,7 +318,12 @@ fn signed_amount(value: &[u8], debit_positive: bool) -> Option<i64> {
 
 impl Message {
     /// Logical value of `field` in a stack buffer, passed to `f`.
+    /// ASCII values are their own logical form and are read in place; other charsets are
+    /// converted into a stack buffer first (zeroing 1 KiB per view is not free).
     fn with_value<T>(&self, field: u8, f: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
+        if self.charset() == Charset::Ascii {
+            return f(self.raw(field)?);
+        }
         let mut buf = [0u8; FIELD_LEN_MAX];
         f(self.value(field, &mut buf)?)
     }
