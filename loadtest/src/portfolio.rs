@@ -81,21 +81,7 @@ pub enum PortfolioError {
 
 /// Appends the Luhn check digit to `body` (all digits).
 pub fn luhn_complete(body: &mut Vec<u8>) {
-    let sum: u32 = body
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &c)| {
-            let d = (c - b'0') as u32;
-            if i % 2 == 0 {
-                let doubled = d * 2;
-                doubled / 10 + doubled % 10
-            } else {
-                d
-            }
-        })
-        .sum();
-    body.push(b'0' + ((10 - sum % 10) % 10) as u8);
+    body.push(authswitch::iso8583::luhn_check_digit(body));
 }
 
 /// `count` Luhn-valid test cards spread round robin over `accounts` synthetic accounts.

@@ -3,24 +3,10 @@
 //! A generated number is the BIN, random digits, and the Luhn check digit; it is returned once
 //! in the creation response and never stored (only its keyed hash and last 4 are).
 
+use crate::iso8583::luhn_check_digit;
+
 /// How many random numbers to try before giving up on finding an unused one.
 const GENERATE_ATTEMPTS_MAX: usize = 64;
-
-/// The Luhn check digit for `payload` (the number without its last digit), as ASCII.
-pub fn luhn_check_digit(payload: &[u8]) -> u8 {
-    let mut sum = 0u32;
-    for (i, &b) in payload.iter().rev().enumerate() {
-        let mut d = u32::from(b - b'0');
-        if i % 2 == 0 {
-            d *= 2;
-            if d > 9 {
-                d -= 9;
-            }
-        }
-        sum += d;
-    }
-    b'0' + ((10 - sum % 10) % 10) as u8
-}
 
 /// Checks an imported number: 12 to 19 digits with a valid Luhn check digit. The error never
 /// contains the number.

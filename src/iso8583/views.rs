@@ -79,27 +79,30 @@ impl Pan {
 
     /// True when the Luhn (mod 10) check digit is right.
     pub fn luhn_valid(&self) -> bool {
-        let sum: u32 = self
-            .as_digits()
-            .iter()
-            .rev()
-            .enumerate()
-            .map(|(i, &c)| {
-                let d = (c - b'0') as u32;
-                if i % 2 == 1 {
-                    let doubled = d * 2;
-                    if doubled > 9 {
-                        doubled - 9
-                    } else {
-                        doubled
-                    }
-                } else {
-                    d
-                }
-            })
-            .sum();
-        sum % 10 == 0
+        let (payload, check) = self.as_digits().split_at(self.as_digits().len() - 1);
+        luhn_check_digit(payload) == check[0]
     }
+}
+
+/// The Luhn (mod 10) check digit, as an ASCII digit, for `payload`: a card number without
+/// its last digit, ASCII digits only.
+pub fn luhn_check_digit(payload: &[u8]) -> u8 {
+    let sum: u32 = payload
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &c)| {
+            let d = u32::from(c - b'0');
+            // Doubling starts at the digit next to the (missing) check digit.
+            if i % 2 == 0 {
+                let doubled = d * 2;
+                doubled / 10 + doubled % 10
+            } else {
+                d
+            }
+        })
+        .sum();
+    b'0' + ((10 - sum % 10) % 10) as u8
 }
 
 impl fmt::Debug for Pan {

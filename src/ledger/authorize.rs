@@ -103,6 +103,18 @@ fn violation_reason(v: ControlViolation) -> DeclineReason {
     }
 }
 
+/// The answer when the shard holds as many authorizations as it may: 96, nothing recorded.
+pub(crate) fn shard_full(currency: Currency, available_minor: i64) -> AuthOutcome {
+    let mut out = unrecorded(
+        DeclineReason::UnsupportedTransaction,
+        Some(currency),
+        available_minor,
+    );
+    out.code = ResponseCode::SYSTEM_UNAVAILABLE;
+    out.reason = None;
+    out
+}
+
 /// An answer that is not recorded (unknown card, overload, mismatched duplicate).
 pub(crate) fn unrecorded(
     reason: DeclineReason,
@@ -162,14 +174,7 @@ impl ShardState {
             return Err(self.duplicate_outcome(e, req.content_hash, ai));
         }
         if !self.auth_room() || !self.txn_room() {
-            let mut out = unrecorded(
-                DeclineReason::UnsupportedTransaction,
-                Some(currency),
-                available,
-            );
-            out.code = ResponseCode::SYSTEM_UNAVAILABLE;
-            out.reason = None;
-            return Err(out);
+            return Err(shard_full(currency, available));
         }
         Ok((ci, ai))
     }

@@ -5,7 +5,9 @@
 //! None of these is declined by spending controls or card status: the money has moved at
 //! the network already, so the ledger records it, even below zero (flagged as overdrawn).
 
-use super::authorize::{account_amount, check_amount, kind_holds, unrecorded, Decision};
+use super::authorize::{
+    account_amount, check_amount, kind_holds, shard_full, unrecorded, Decision,
+};
 use super::command::ReversalRequest;
 use super::command::{AuthKind, AuthOutcome, AuthRequest, CommandError, MerchantData, Outcome};
 use super::records::{
@@ -65,14 +67,7 @@ impl ShardState {
             return self.advise_existing(e.auth_seq, ci, ai, req, amount, now_s);
         }
         if !self.auth_room() {
-            let mut out = unrecorded(
-                DeclineReason::UnsupportedTransaction,
-                Some(currency),
-                available,
-            );
-            out.code = ResponseCode::SYSTEM_UNAVAILABLE;
-            out.reason = None;
-            return out;
+            return shard_full(currency, available);
         }
         let d = Decision {
             amount_minor: amount,
