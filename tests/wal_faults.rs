@@ -2,44 +2,16 @@
 //! short write and ENOSPC each fail their batch and every later one, never complete anything
 //! Ok afterwards, set `failed()`, and leave on disk exactly the records acknowledged before.
 
+mod wal_common;
+
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use authswitch::wal::{
-    encode_record, recover, Batch, Completion, FaultPlan, RecoverOptions, Recovered, WalConfig,
-    WalFailReason, WalFailed, WalWriter,
+    encode_record, recover, Batch, FaultPlan, RecoverOptions, Recovered, WalConfig, WalFailReason,
+    WalFailed, WalWriter,
 };
-
-type Log = Arc<Mutex<Vec<(u64, Result<(), WalFailed>)>>>;
-
-struct Done {
-    lsn: u64,
-    log: Log,
-}
-
-impl Completion for Done {
-    fn complete(self, result: Result<(), WalFailed>) {
-        self.log.lock().unwrap().push((self.lsn, result));
-    }
-}
-
-fn submit(writer: &WalWriter<Done>, from: u64, to: u64, log: &Log) {
-    let mut bytes = writer.buffer();
-    let mut completions = writer.completions_buffer();
-    for lsn in from..=to {
-        encode_record(&mut bytes, lsn, 1, &lsn.to_le_bytes());
-        completions.push(Done {
-            lsn,
-            log: Arc::clone(log),
-        });
-    }
-    writer.submit(Batch {
-        bytes,
-        last_lsn: to,
-        completions,
-    });
-}
+use wal_common::{submit, Done, Log};
 
 fn wait_for(log: &Log, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -70,7 +42,7 @@ fn run_fault(plan: &str, reason: WalFailReason, os_error: Option<i32>) {
     let log = Log::default();
     let writer = WalWriter::start(cfg, &Recovered::empty()).unwrap();
     for batch in 0..5 {
-        submit(&writer, batch * 3 + 1, batch * 3 + 3, &log);
+        submit(&writer, batch * 3 + 1, batch * 3 + 3, 1, &log);
     }
     wait_for(&log, 15);
     let failed = WalFailed {
@@ -81,7 +53,7 @@ fn run_fault(plan: &str, reason: WalFailReason, os_error: Option<i32>) {
     assert_eq!(writer.failed(), Some(failed), "{plan}");
     assert_eq!(writer.durable_lsn(), 6);
     // A batch submitted after the failure is refused too.
-    submit(&writer, 16, 16, &log);
+    submit(&writer, 16, 16, 1, &log);
     wait_for(&log, 16);
     writer.shutdown();
 
@@ -100,7 +72,7 @@ fn run_fault(plan: &str, reason: WalFailReason, os_error: Option<i32>) {
     // After a restart without the fault the log continues at 7.
     let log2 = Log::default();
     let writer = WalWriter::start(WalConfig::new(dir.path(), 3), &rec).unwrap();
-    submit(&writer, 7, 8, &log2);
+    submit(&writer, 7, 8, 1, &log2);
     writer.shutdown();
     assert!(log2.lock().unwrap().iter().all(|(_, r)| r.is_ok()));
     assert_eq!(recovered_lsns(dir.path()).1, (1..=8).collect::<Vec<_>>());
@@ -137,7 +109,7 @@ fn fault_counts_writes_across_rotated_segments() {
     let log = Log::default();
     let writer = WalWriter::start(cfg, &Recovered::empty()).unwrap();
     for lsn in 1..=5 {
-        submit(&writer, lsn, lsn, &log);
+        submit(&writer, lsn, lsn, 1, &log);
     }
     wait_for(&log, 5);
     assert_eq!(
@@ -154,7 +126,7 @@ fn writer_panic_on_a_malformed_batch_fails_the_wal() {
     let log = Log::default();
     let writer: WalWriter<Done> =
         WalWriter::start(WalConfig::new(dir.path(), 0), &Recovered::empty()).unwrap();
-    submit(&writer, 1, 2, &log);
+    submit(&writer, 1, 2, 1, &log);
     wait_for(&log, 2);
     // LSN 5 does not continue the log at 3: a shard bug, the writer asserts.
     let mut bytes = Vec::new();
@@ -177,7 +149,7 @@ fn writer_panic_on_a_malformed_batch_fails_the_wal() {
     assert_eq!(writer.failed(), Some(gone));
     // Give the dying thread time to close its queue, then a submit is refused at once.
     std::thread::sleep(Duration::from_millis(50));
-    submit(&writer, 3, 3, &log);
+    submit(&writer, 3, 3, 1, &log);
     assert_eq!(log.lock().unwrap().last(), Some(&(3, Err(gone))));
     writer.shutdown();
     assert_eq!(recovered_lsns(dir.path()).1, vec![1, 2]);
@@ -218,7 +190,7 @@ mod any_plan {
             let writer = WalWriter::start(cfg, &Recovered::empty()).unwrap();
             let mut next = 1;
             for size in &sizes {
-                submit(&writer, next, next + size - 1, &log);
+                submit(&writer, next, next + size - 1, 1, &log);
                 next += size;
             }
             writer.shutdown();

@@ -1,29 +1,20 @@
 //! Recovery of a WAL directory after crashes: a torn tail cut at every byte offset, a flipped
 //! bit in the middle, corruption in an older segment, and the writer appending afterwards.
 
+mod wal_common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use authswitch::wal::{
-    encode_record, record_bytes, recover, Batch, Completion, RecoverOptions, Recovered,
-    RecoveryError, WalConfig, WalFailed, WalWriter,
+    encode_record, record_bytes, recover, Batch, RecoverOptions, Recovered, RecoveryError,
+    WalConfig, WalWriter,
 };
+use wal_common::{Done, Log};
 
 /// (lsn, kind, payload) of each replayed record.
 type Replayed = Vec<(u64, u8, Vec<u8>)>;
-type Log = Arc<Mutex<Vec<(u64, Result<(), WalFailed>)>>>;
-
-struct Done {
-    lsn: u64,
-    log: Log,
-}
-
-impl Completion for Done {
-    fn complete(self, result: Result<(), WalFailed>) {
-        self.log.lock().unwrap().push((self.lsn, result));
-    }
-}
 
 fn payload(lsn: u64) -> Vec<u8> {
     // Varying lengths so record boundaries are not regular.

@@ -1,47 +1,18 @@
 //! Segment rotation, snapshots (written only once durable, then pruning), a corrupt snapshot,
 //! a crash between snapshot temp file and rename, and the operator tools verify and dump.
 
+mod wal_common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use authswitch::wal::segment::{segment_name, snapshot_name, snapshot_tmp_name};
 use authswitch::wal::{
-    dump, encode_record, recover, verify, Batch, Completion, RecoverOptions, Recovered,
-    RecoveryError, SnapshotError, WalConfig, WalFailed, WalWriter,
+    dump, recover, verify, RecoverOptions, Recovered, RecoveryError, SnapshotError, WalConfig,
+    WalWriter,
 };
-
-type Log = Arc<Mutex<Vec<(u64, Result<(), WalFailed>)>>>;
-
-struct Done {
-    lsn: u64,
-    log: Log,
-}
-
-impl Completion for Done {
-    fn complete(self, result: Result<(), WalFailed>) {
-        self.log.lock().unwrap().push((self.lsn, result));
-    }
-}
-
-/// Every record is 8 + 9 + 8 = 25 bytes.
-fn submit(writer: &WalWriter<Done>, from: u64, to: u64, log: &Log) {
-    let mut bytes = writer.buffer();
-    let mut completions = writer.completions_buffer();
-    for lsn in from..=to {
-        encode_record(&mut bytes, lsn, 2, &lsn.to_le_bytes());
-        completions.push(Done {
-            lsn,
-            log: Arc::clone(log),
-        });
-    }
-    writer.submit(Batch {
-        bytes,
-        last_lsn: to,
-        completions,
-    });
-}
+use wal_common::{submit, Log};
 
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
@@ -83,7 +54,7 @@ fn segments_rotate_at_the_size_limit() {
     let log = Log::default();
     let writer = WalWriter::start(small_segments(dir.path()), &Recovered::empty()).unwrap();
     for first in (1..=20).step_by(2) {
-        submit(&writer, first, first + 1, &log);
+        submit(&writer, first, first + 1, 2, &log);
     }
     writer.shutdown();
     let want: Vec<String> = [1, 5, 9, 13, 17].iter().map(|&l| segment_name(l)).collect();
@@ -113,7 +84,7 @@ fn snapshot_waits_for_durability_then_prunes() {
     let log = Log::default();
     let writer = WalWriter::start(small_segments(dir.path()), &Recovered::empty()).unwrap();
     for first in (1..=12).step_by(2) {
-        submit(&writer, first, first + 1, &log);
+        submit(&writer, first, first + 1, 2, &log);
     }
     wait_until("12 durable", || writer.durable_lsn() == 12);
     assert!(writer.snapshot(6, b"state@6".to_vec()));
@@ -131,9 +102,9 @@ fn snapshot_waits_for_durability_then_prunes() {
     std::thread::sleep(Duration::from_millis(100));
     assert!(!dir.path().join(snapshot_name(16)).exists());
     assert!(!dir.path().join(snapshot_tmp_name(16)).exists());
-    submit(&writer, 13, 14, &log);
-    submit(&writer, 15, 16, &log);
-    submit(&writer, 17, 18, &log);
+    submit(&writer, 13, 14, 2, &log);
+    submit(&writer, 15, 16, 2, &log);
+    submit(&writer, 17, 18, 2, &log);
     wait_until("snapshot 16", || {
         dir.path().join(snapshot_name(16)).exists()
     });
@@ -153,7 +124,7 @@ fn snapshot_is_dropped_if_the_log_never_gets_there() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::default();
     let writer = WalWriter::start(small_segments(dir.path()), &Recovered::empty()).unwrap();
-    submit(&writer, 1, 2, &log);
+    submit(&writer, 1, 2, 2, &log);
     assert!(writer.snapshot(3, b"too early".to_vec()));
     writer.shutdown();
     assert_eq!(names(dir.path()), vec![segment_name(1)]);
@@ -164,7 +135,7 @@ fn corrupt_snapshot_is_an_error_naming_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::default();
     let writer = WalWriter::start(small_segments(dir.path()), &Recovered::empty()).unwrap();
-    submit(&writer, 1, 4, &log);
+    submit(&writer, 1, 4, 2, &log);
     assert!(writer.snapshot(4, b"shard state".to_vec()));
     writer.shutdown();
     let snap = dir.path().join(snapshot_name(4));
@@ -194,9 +165,9 @@ fn crash_between_snapshot_temp_write_and_rename_is_recoverable() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::default();
     let writer = WalWriter::start(small_segments(dir.path()), &Recovered::empty()).unwrap();
-    submit(&writer, 1, 4, &log);
+    submit(&writer, 1, 4, 2, &log);
     assert!(writer.snapshot(4, b"state@4".to_vec()));
-    submit(&writer, 5, 10, &log);
+    submit(&writer, 5, 10, 2, &log);
     writer.shutdown();
     // shutdown joined the snapshot thread, and lsn 4 was durable, so it is written.
     assert!(dir.path().join(snapshot_name(4)).exists());
@@ -214,7 +185,7 @@ fn verify_and_dump_name_the_first_problem() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::default();
     let writer = WalWriter::start(WalConfig::new(dir.path(), 0), &Recovered::empty()).unwrap();
-    submit(&writer, 1, 3, &log);
+    submit(&writer, 1, 3, 2, &log);
     writer.shutdown();
     let seg: PathBuf = dir.path().join(segment_name(1));
     let mut out = Vec::new();
