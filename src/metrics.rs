@@ -182,6 +182,12 @@ pub fn render() -> String {
     install().render()
 }
 
+/// Counts one decline by its reason (a closed set of names). Declines are the minority of
+/// requests, so the label lookup is paid only there.
+pub fn decline(reason: &'static str) {
+    counter!(DECLINES_TOTAL, "reason" => reason).increment(1);
+}
+
 /// Drains histogram samples into their buckets; called periodically so memory stays bounded
 /// between scrapes.
 pub fn upkeep() {

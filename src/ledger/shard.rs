@@ -206,6 +206,7 @@ pub fn run(
 /// One batch under construction: the WAL bytes and the answers behind them.
 struct BatchBuilder<'w> {
     wal: &'w WalWriter<Pending>,
+    decision_seconds: &'static metrics::Histogram,
     bytes: Vec<u8>,
     completions: Vec<Pending>,
     first_lsn: u64,
@@ -217,6 +218,7 @@ impl<'w> BatchBuilder<'w> {
     fn new(wal: &'w WalWriter<Pending>, next_lsn: u64) -> Self {
         BatchBuilder {
             wal,
+            decision_seconds: &crate::metrics::handles().decision_seconds,
             bytes: wal.buffer(),
             completions: wal.completions_buffer(),
             first_lsn: next_lsn,
@@ -250,7 +252,10 @@ impl<'w> BatchBuilder<'w> {
             Work::Query(query) => Answer::Query(Box::new(state.query(query, now_s))),
             Work::Totals => Answer::Totals(state.totals_by_currency()),
             Work::Command(command) => {
+                let started = Instant::now();
                 let outcome = apply(state, command, now_s);
+                self.decision_seconds
+                    .record(started.elapsed().as_secs_f64());
                 if command.mutates() {
                     payload.clear();
                     encode_command(payload, now_s, command);

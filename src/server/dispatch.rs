@@ -52,7 +52,10 @@ fn network_management(msg: &Message) -> Dispatch {
 /// A card found from DE2 or DE35, or the DE39 that says why not.
 fn card(msg: &Message, ledger: &Ledger) -> Result<CardId, [u8; 2]> {
     let pan: Pan = msg.pan().ok_or(*b"30")?;
-    ledger.route(pan.as_digits()).ok_or(*b"14")
+    ledger.route(pan.as_digits()).ok_or_else(|| {
+        crate::metrics::decline("unknown_card");
+        *b"14"
+    })
 }
 
 /// The network's identity of this message: DE32, DE11, DE7.
@@ -293,6 +296,9 @@ impl WireAnswer {
     pub fn from_outcome(outcome: &Outcome, request: &Message) -> WireAnswer {
         match outcome {
             Outcome::Authorization(auth) => {
+                if let Some(reason) = auth.reason {
+                    crate::metrics::decline(reason.as_str());
+                }
                 let de39 = auth.code.as_bytes();
                 let mut answer = WireAnswer::code(de39);
                 answer.approval_code = auth.approval_code;
