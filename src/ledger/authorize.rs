@@ -103,7 +103,7 @@ fn violation_reason(v: ControlViolation) -> DeclineReason {
     }
 }
 
-/// The answer when the shard holds as many authorizations as it may: 96, nothing recorded.
+/// The answer when the shard holds as many authorizations as it may: 91, nothing recorded.
 pub(crate) fn shard_full(currency: Currency, available_minor: i64) -> AuthOutcome {
     let mut out = unrecorded(
         DeclineReason::UnsupportedTransaction,
