@@ -97,6 +97,9 @@ pub struct LedgerConfig {
     pub authorization_retention_s: i64,
     /// How often each shard looks for holds to expire.
     pub expiry_tick_s: u64,
+    /// Authorizations (open and retained) one shard keeps at most; beyond it new ones are
+    /// answered 91. About 700 bytes each: size it to the machine's memory.
+    pub authorizations_per_shard_max: u64,
     /// Program-wide spending limits applied to every card (off unless set).
     pub default_spending_limits: Vec<DefaultLimit>,
 }
@@ -193,6 +196,7 @@ impl Default for LedgerConfig {
             hold_expiry_extended_s: 30 * 86_400,
             authorization_retention_s: 35 * 86_400,
             expiry_tick_s: 60,
+            authorizations_per_shard_max: 4_000_000,
             default_spending_limits: Vec::new(),
         }
     }
@@ -334,6 +338,12 @@ impl Config {
         }
         if l.hold_expiry_s <= 0 || l.hold_expiry_extended_s <= 0 {
             return bad("ledger.hold_expiry_s", "hold expiry ages must be positive");
+        }
+        if l.authorizations_per_shard_max == 0 || l.authorizations_per_shard_max > 1 << 24 {
+            return bad(
+                "ledger.authorizations_per_shard_max",
+                "must be between 1 and 16777216",
+            );
         }
         if l.authorization_retention_s <= 0 || l.expiry_tick_s == 0 {
             return bad("ledger.authorization_retention_s", "must be positive");

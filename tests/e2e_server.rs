@@ -359,3 +359,15 @@ fn sparse_0100_with_only_the_mandatory_fields_is_approved() {
     assert_eq!(de39(&client.call(&t)), "00");
     assert_eq!(switch.balance(&account), (650, 350, 0));
 }
+
+#[test]
+fn the_configured_authorization_cap_bounds_each_shard() {
+    let switch = Switch::start("[ledger]\nshards = 1\nauthorizations_per_shard_max = 3\n");
+    let (account, _, _) = switch.provision(10_000, PAN);
+    let mut client = switch.client();
+    for stan in 1..=3 {
+        assert_eq!(de39(&client.call(&auth_0100(PAN, 100, stan))), "00");
+    }
+    assert_eq!(de39(&client.call(&auth_0100(PAN, 100, 4))), "91");
+    assert_eq!(switch.balance(&account), (9_700, 300, 0));
+}

@@ -767,3 +767,37 @@ fn snapshot_round_trip_and_totals() {
     assert_eq!(index, vec![([0u8; 32], f.card)]);
     assert!(ShardState::from_snapshot(&snap[..snap.len() / 2]).is_err());
 }
+
+#[test]
+fn the_authorization_cap_answers_91_and_records_nothing() {
+    let mut f = Fixture::new(100_000);
+    let config = ProgramConfig {
+        authorizations_max: 2,
+        ..Default::default()
+    };
+    let out = apply(&mut f.state, &Command::SetProgramConfig(config), T0_S);
+    assert_eq!(out, Outcome::ConfigSet);
+    for n in 1..=2 {
+        let out = f.auth(&purchase(f.card, n, 100), T0_S);
+        assert_eq!(out.code, ResponseCode::APPROVED, "{out:?}");
+        assert!(out.authorization.is_some());
+    }
+    let out = f.auth(&purchase(f.card, 3, 100), T0_S);
+    assert_eq!(out.code.as_bytes(), *b"91");
+    assert_eq!(out.authorization, None);
+    assert_eq!(
+        out.available_minor, 99_800,
+        "nothing reserved for the refused one"
+    );
+    let bad = ProgramConfig {
+        authorizations_max: 0,
+        ..Default::default()
+    };
+    assert!(matches!(
+        apply(&mut f.state, &Command::SetProgramConfig(bad), T0_S),
+        Outcome::Rejected(CommandError::Invalid {
+            param: "authorizations_max",
+            ..
+        })
+    ));
+}

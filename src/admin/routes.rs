@@ -709,5 +709,6 @@ pub fn program_config(config: &Config) -> Result<ProgramConfig, String> {
         hold_expiry_s: config.ledger.hold_expiry_s,
         hold_expiry_lodging_s: config.ledger.hold_expiry_extended_s,
         retention_s: config.ledger.authorization_retention_s,
+        authorizations_max: config.ledger.authorizations_per_shard_max,
     })
 }

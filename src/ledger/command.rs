@@ -168,6 +168,10 @@ pub struct ProgramConfig {
     pub hold_expiry_lodging_s: i64,
     /// Age (since last change) after which a finished authorization and its keys are purged.
     pub retention_s: i64,
+    /// Authorizations (open and retained) one shard keeps at most; beyond it new ones are
+    /// answered 91 and not recorded. It is what bounds the shard's memory (about 700 bytes
+    /// an authorization with its key and history).
+    pub authorizations_max: u64,
 }
 
 impl Default for ProgramConfig {
@@ -177,6 +181,7 @@ impl Default for ProgramConfig {
             hold_expiry_s: 7 * 86_400,
             hold_expiry_lodging_s: 30 * 86_400,
             retention_s: 7 * 86_400,
+            authorizations_max: super::state::AUTHORIZATION_SLOTS_MAX as u64,
         }
     }
 }

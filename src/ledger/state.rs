@@ -268,6 +268,7 @@ impl ShardState {
     /// Room for one more authorization and its key, checked before anything is changed.
     pub(crate) fn auth_room(&self) -> bool {
         self.auths.len() < AUTHORIZATION_SLOTS_MAX
+            && (self.auths.len() as u64) < self.config.authorizations_max
             && self.keys.len() < KEYS_MAX
             && self.next_auth_seq() < ID_SEQ_MAX
     }
@@ -518,6 +519,12 @@ impl ShardState {
             if !(1..=AGE_S_MAX).contains(&age_s) {
                 return Err(invalid(param, "must be between 1 second and 400 days"));
             }
+        }
+        if !(1..=AUTHORIZATION_SLOTS_MAX as u64).contains(&config.authorizations_max) {
+            return Err(invalid(
+                "authorizations_max",
+                "must be between 1 and 16777216",
+            ));
         }
         self.config = config;
         Ok(Outcome::ConfigSet)
