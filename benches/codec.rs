@@ -6,6 +6,10 @@
 //! time (`CLOCK_THREAD_CPUTIME_ID`), because on a shared machine a bench thread gets
 //! a fraction of a core and wall time counts the waiting too.
 
+#[path = "../tests/codec_common/mod.rs"]
+mod codec_common;
+
+use codec_common::fill_typical_0100;
 use std::hint::black_box;
 
 use authswitch::iso8583::{Message, MessageBuilder, Mti, WireFormat};
@@ -55,32 +59,10 @@ impl Measurement for ThreadCpuTime {
     }
 }
 
-/// Sets the fields of the typical 0100 (in place: a builder is a few KB, moving it costs).
-fn fill_0100(builder: &mut MessageBuilder<'_>) {
-    builder
-        .set_text(2, b"4111111111111111")
-        .set_text(3, b"000000")
-        .set_number(4, 12345)
-        .set_text(7, b"1121233456")
-        .set_number(11, 123456)
-        .set_text(12, b"183456")
-        .set_text(13, b"1121")
-        .set_text(14, b"2812")
-        .set_number(18, 5411)
-        .set_text(22, b"051")
-        .set_text(25, b"00")
-        .set_text(32, b"12345")
-        .set_text(37, b"432112345678")
-        .set_text(41, b"TERM0001")
-        .set_text(42, b"MERCHANT0000001")
-        .set_text(43, b"ACME COFFEE ROASTERS     SAN FRANCISCOUS")
-        .set_number(49, 840);
-}
-
 fn wire(format: &WireFormat) -> Bytes {
     let mut out = BytesMut::new();
     let mut builder = MessageBuilder::new(Mti::new(100));
-    fill_0100(&mut builder);
+    fill_typical_0100(&mut builder);
     builder.encode(format, &mut out).expect("valid message");
     out.freeze()
 }
@@ -96,7 +78,7 @@ fn bench_codec<M: Measurement + 'static>(c: &mut Criterion<M>, label: &str) {
         b.iter(|| {
             out.clear();
             let mut builder = MessageBuilder::new(Mti::new(100));
-            fill_0100(&mut builder);
+            fill_typical_0100(&mut builder);
             builder.encode(black_box(&format), &mut out).expect("valid");
             black_box(out.len())
         })

@@ -1,6 +1,9 @@
 //! Proves decode (and the typed views, and encoding into a buffer with room) allocate
 //! nothing, with a counting global allocator.
 
+mod codec_common;
+
+use codec_common::fill_typical_0100;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -40,24 +43,7 @@ fn allocations() -> u64 {
 /// The typical 0100 of the bench: fields 2,3,4,7,11,12,13,14,18,22,25,32,37,41,42,43,49.
 fn typical_0100(format: &WireFormat) -> Bytes {
     let mut builder = MessageBuilder::new(Mti::new(100));
-    builder
-        .set_text(2, b"4111111111111111")
-        .set_text(3, b"000000")
-        .set_number(4, 12345)
-        .set_text(7, b"1121233456")
-        .set_number(11, 123456)
-        .set_text(12, b"183456")
-        .set_text(13, b"1121")
-        .set_text(14, b"2812")
-        .set_number(18, 5411)
-        .set_text(22, b"051")
-        .set_text(25, b"00")
-        .set_text(32, b"12345")
-        .set_text(37, b"432112345678")
-        .set_text(41, b"TERM0001")
-        .set_text(42, b"MERCHANT0000001")
-        .set_text(43, b"ACME COFFEE ROASTERS     SAN FRANCISCOUS")
-        .set_number(49, 840);
+    fill_typical_0100(&mut builder);
     let mut out = BytesMut::new();
     builder.encode(format, &mut out).unwrap();
     out.freeze()

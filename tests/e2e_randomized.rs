@@ -212,19 +212,8 @@ fn setup(switch: &Switch, rng: &mut Rng) -> (Vec<Card>, Vec<Account>) {
     let mut cards = Vec::new();
     let mut accounts = Vec::new();
     for i in 0..CARDS {
-        let a = switch.api_ok("POST", "/v1/accounts", Some(json!({"currency": "usd"})));
-        let account = a["id"].as_str().unwrap().to_string();
-        switch.api_ok(
-            "POST",
-            &format!("/v1/accounts/{account}/fundings"),
-            Some(json!({"amount": FUNDS})),
-        );
-        let h = switch.api_ok(
-            "POST",
-            "/v1/cardholders",
-            Some(json!({"account": account, "name": format!("H{i}")})),
-        );
-        let (card_id, pan) = switch.add_generated_card(h["id"].as_str().unwrap(), json!({}));
+        let (account, holder) = switch.account_and_holder(FUNDS, &format!("H{i}"));
+        let (card_id, pan) = switch.add_generated_card(&holder, json!({}));
         let acquirer = format!("{}", 100_000 + rng.below(900_000));
         cards.push(Card {
             pan,

@@ -479,19 +479,9 @@ fn drive(
 fn setup(switch: &Switch, rng: &mut Rng) -> Vec<CardModel> {
     (0..THREADS * CARDS_PER_THREAD)
         .map(|i| {
-            let a = switch.api_ok("POST", "/v1/accounts", Some(json!({"currency": "usd"})));
-            let account = a["id"].as_str().unwrap().to_string();
-            switch.api_ok(
-                "POST",
-                &format!("/v1/accounts/{account}/fundings"),
-                Some(json!({ "amount": FUNDS_MINOR })),
-            );
-            let h = switch.api_ok(
-                "POST",
-                "/v1/cardholders",
-                Some(json!({"account": account, "name": format!("Torture {i}")})),
-            );
-            let (card_id, pan) = switch.add_generated_card(h["id"].as_str().unwrap(), json!({}));
+            let name = format!("Torture {i}");
+            let (account, holder) = switch.account_and_holder(FUNDS_MINOR, &name);
+            let (card_id, pan) = switch.add_generated_card(&holder, json!({}));
             CardModel {
                 pan,
                 account,

@@ -178,9 +178,9 @@ impl Switch {
         Client::connect(self.iso)
     }
 
-    /// Creates a USD account funded with `funds`, a cardholder, and one card with `number`;
-    /// returns (account id, cardholder id, card id).
-    pub fn provision(&self, funds: i64, number: &str) -> (String, String, String) {
+    /// Creates a USD account funded with `funds` and a cardholder named `name`; returns
+    /// (account id, cardholder id).
+    pub fn account_and_holder(&self, funds: i64, name: &str) -> (String, String) {
         let account = self.api_ok(
             "POST",
             "/v1/accounts",
@@ -197,9 +197,15 @@ impl Switch {
         let holder = self.api_ok(
             "POST",
             "/v1/cardholders",
-            Some(serde_json::json!({"account": account, "name": "Test Holder"})),
+            Some(serde_json::json!({"account": account, "name": name})),
         );
-        let holder = holder["id"].as_str().unwrap().to_string();
+        (account, holder["id"].as_str().unwrap().to_string())
+    }
+
+    /// Creates a USD account funded with `funds`, a cardholder, and one card with `number`;
+    /// returns (account id, cardholder id, card id).
+    pub fn provision(&self, funds: i64, number: &str) -> (String, String, String) {
+        let (account, holder) = self.account_and_holder(funds, "Test Holder");
         let card = self.add_card(&holder, number, serde_json::json!({}));
         (account, holder, card)
     }
