@@ -98,6 +98,7 @@ pub fn admin_token(config: &Config) -> Result<(String, TokenSource), AppError> {
 /// Runs the switch until SIGTERM or SIGINT; returns after a graceful shutdown.
 pub fn serve_blocking(config: Config, demo: bool) -> Result<(), AppError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.io_thread_count())
         .enable_all()
         .thread_name("authswitch-io")
         .build()

@@ -55,6 +55,8 @@ pub struct ServerConfig {
     /// Calls in flight to one authorization webhook endpoint; beyond it the endpoint's
     /// default decision answers at once.
     pub webhook_concurrency_per_endpoint_max: usize,
+    /// Threads of the I/O runtime (connections, admin API, metrics); 0 = one per core.
+    pub io_threads: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -119,6 +121,9 @@ pub struct WalSection {
     /// `always` (default): fdatasync every batch before answering. `none` is for benchmarks
     /// only and is reported loudly in the log and in `authswitch_wal_fsync_disabled`.
     pub fsync: FsyncSetting,
+    /// `inline` (default): the shard thread writes and syncs its own batches. `thread`: a
+    /// writer thread per shard does, overlapping the next batch's decisions with the sync.
+    pub commit: crate::wal::CommitMode,
     pub segment_bytes_max: u64,
     /// A snapshot is taken after this many WAL records since the last one.
     pub snapshot_every_records: u64,
@@ -162,6 +167,7 @@ impl Default for ServerConfig {
             request_deadline_ms: 250,
             write_timeout_ms: 5_000,
             webhook_concurrency_per_endpoint_max: 64,
+            io_threads: 0,
         }
     }
 }
@@ -206,6 +212,7 @@ impl Default for WalSection {
     fn default() -> Self {
         WalSection {
             fsync: FsyncSetting::Always,
+            commit: crate::wal::CommitMode::Inline,
             segment_bytes_max: 64 << 20,
             snapshot_every_records: 2_000_000,
             truncate_corrupt: false,
@@ -287,6 +294,17 @@ impl Config {
                 .min(SHARDS_MAX)
         } else {
             self.ledger.shards
+        }
+    }
+
+    /// Threads of the I/O runtime (0 resolved to the core count).
+    pub fn io_thread_count(&self) -> usize {
+        if self.server.io_threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            self.server.io_threads
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use authswitch::wal::{
-    encode_record, recover, Batch, Completion, FsyncPolicy, RecoverOptions, Recovered, WalConfig,
+    encode_record, recover, Batch, CommitMode, Completion, FsyncPolicy, RecoverOptions, Recovered, WalConfig,
     WalFailed, WalWriter,
 };
 
@@ -35,10 +35,21 @@ fn wait_for(log: &Log, count: usize) {
 
 #[test]
 fn completions_in_order_only_after_durable_and_buffers_recycled() {
+    completions_in_order(CommitMode::Thread);
+}
+
+#[test]
+fn inline_commit_completes_each_batch_before_submit_returns() {
+    completions_in_order(CommitMode::Inline);
+}
+
+fn completions_in_order(commit: CommitMode) {
     let dir = tempfile::tempdir().unwrap();
-    let writer = Arc::new(
-        WalWriter::<Done>::start(WalConfig::new(dir.path(), 0), &Recovered::empty()).unwrap(),
-    );
+    let cfg = WalConfig {
+        commit,
+        ..WalConfig::new(dir.path(), 0)
+    };
+    let writer = Arc::new(WalWriter::<Done>::start(cfg, &Recovered::empty()).unwrap());
     let log = Log::default();
     let weak = Arc::downgrade(&writer);
     let durable: Arc<dyn Fn() -> u64 + Send + Sync> =
@@ -62,6 +73,11 @@ fn completions_in_order_only_after_durable_and_buffers_recycled() {
             last_lsn: lsn - 1,
             completions,
         });
+        if commit == CommitMode::Inline {
+            // Written, synced and completed on this thread before submit returned.
+            assert_eq!(log.lock().unwrap().len() as u64, lsn - 1);
+            assert_eq!(writer.durable_lsn(), lsn - 1);
+        }
     }
     wait_for(&log, 100);
     assert_eq!(writer.durable_lsn(), 100);

@@ -187,9 +187,9 @@ impl ShardState {
         if full || self.card_index(req.card).is_none() {
             return;
         }
+        // The first reversal of an original is the one kept.
         self.early_reversals
-            .entry(req.original)
-            .or_insert(EarlyReversal {
+            .insert_if_absent(req.original, || EarlyReversal {
                 card: req.card,
                 replacement_amount_minor: req.replacement_amount_minor,
                 created_s: now_s,

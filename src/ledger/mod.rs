@@ -7,6 +7,7 @@ pub mod command;
 mod expire;
 mod holds;
 mod invariants;
+mod keymap;
 mod lifecycle;
 pub mod platform;
 pub mod query;

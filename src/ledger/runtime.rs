@@ -285,6 +285,7 @@ fn wal_config(config: &Config, shard: u16) -> Result<WalConfig, StartError> {
             FsyncSetting::Always => wal::FsyncPolicy::Always,
             FsyncSetting::None => wal::FsyncPolicy::None,
         },
+        commit: config.wal.commit,
         batch_queue_max: 4,
         fault_plan,
     })

@@ -17,8 +17,8 @@ use crate::domain::{
     Currency,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, VecDeque};
+use std::hash::Hasher;
 
 /// Most accounts per shard.
 pub const ACCOUNTS_MAX: usize = 1 << 22;
@@ -61,7 +61,7 @@ impl Hasher for KeyHasher {
     }
 }
 
-pub(crate) type KeyMap<V> = HashMap<TxnKey, V, BuildHasherDefault<KeyHasher>>;
+pub(crate) use super::keymap::KeyMap;
 
 /// A broken invariant found by `check_invariants` (or after loading a snapshot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

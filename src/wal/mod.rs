@@ -62,6 +62,18 @@ pub enum FsyncPolicy {
     None,
 }
 
+/// Which thread writes and syncs a shard's batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitMode {
+    /// The shard thread itself, inside `submit`: one thread hand-off less per request; the
+    /// next batch is decided once this one is durable.
+    #[default]
+    Inline,
+    /// A writer thread per shard: the shard decides batch k+1 while batch k is synced.
+    Thread,
+}
+
 /// Configuration of one shard's WAL.
 #[derive(Debug, Clone)]
 pub struct WalConfig {
@@ -73,6 +85,7 @@ pub struct WalConfig {
     /// Largest `len` field of a record (9 + payload bytes).
     pub record_len_max: u32,
     pub fsync: FsyncPolicy,
+    pub commit: CommitMode,
     /// Batches queued to the writer thread before `submit` blocks the shard thread.
     pub batch_queue_max: usize,
     /// Fault injection for tests (hidden config key); None in production.
@@ -88,6 +101,7 @@ impl WalConfig {
             segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
             record_len_max: record::RECORD_LEN_MAX_DEFAULT,
             fsync: FsyncPolicy::Always,
+            commit: CommitMode::Thread,
             batch_queue_max: BATCH_QUEUE_MAX_DEFAULT,
             fault_plan: None,
         }

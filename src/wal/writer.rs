@@ -21,7 +21,7 @@ use super::record::batch_lsn_range;
 use super::recovery::Recovered;
 use super::segment::segment_name;
 use super::snapshot::{prune, write_snapshot};
-use super::{FsyncPolicy, WalConfig, SNAPSHOT_QUEUE_MAX};
+use super::{CommitMode, FsyncPolicy, WalConfig, SNAPSHOT_QUEUE_MAX};
 
 /// How long the snapshot thread sleeps between checks of the durable LSN when no wake-up
 /// came; bounds how late it notices shutdown.
@@ -132,6 +132,10 @@ enum Msg<C> {
 
 /// Handle to a shard's WAL writer and snapshot threads. Owned by the shard thread.
 pub struct WalWriter<C: Completion> {
+    /// `CommitMode::Inline`: the writer's state, driven by `submit` on the caller's thread.
+    /// Only the shard thread submits, so the lock is never contended (one uncontended
+    /// acquire per batch); it is there so the handle can be shared for reading (`Sync`).
+    inline: Option<Mutex<WriterThread<C>>>,
     tx: Sender<Msg<C>>,
     bytes_rx: Receiver<Vec<u8>>,
     completions_rx: Receiver<Vec<C>>,
@@ -191,27 +195,39 @@ impl<C: Completion> WalWriter<C> {
             completions_tx,
             cfg: cfg.clone(),
         };
-        let writer = std::thread::Builder::new()
-            .name(format!("wal-{}", cfg.shard))
-            .spawn(move || state.run(rx))?;
+        let (inline, writer) = match cfg.commit {
+            CommitMode::Inline => (Some(Mutex::new(state)), None),
+            CommitMode::Thread => {
+                let writer = std::thread::Builder::new()
+                    .name(format!("wal-{}", cfg.shard))
+                    .spawn(move || state.run(rx))?;
+                (None, Some(writer))
+            }
+        };
         let snap_shared = Arc::clone(&shared);
         let snapshotter = std::thread::Builder::new()
             .name(format!("snap-{}", cfg.shard))
             .spawn(move || snapshot_loop(snap_rx, snap_shared, cfg.dir, cfg.shard))?;
         Ok(Self {
+            inline,
             tx,
             bytes_rx,
             completions_rx,
             snap_tx: Some(snap_tx),
             shared,
-            writer: Some(writer),
+            writer,
             snapshotter: Some(snapshotter),
         })
     }
 
     /// Queues a batch; blocks while `batch_queue_max` batches are already queued. If the WAL
-    /// has failed the batch is still queued and completed with the error in order.
+    /// has failed the batch is still queued and completed with the error in order. In
+    /// `CommitMode::Inline` the batch is written, synced and completed before this returns.
     pub fn submit(&self, batch: Batch<C>) {
+        if let Some(inline) = &self.inline {
+            inline.lock().handle(batch);
+            return;
+        }
         if let Err(crossbeam_channel::SendError(msg)) = self.tx.send(Msg::Batch(batch)) {
             let Msg::Batch(batch) = msg else {
                 unreachable!("only a batch was sent")
@@ -281,13 +297,17 @@ impl<C: Completion> WalWriter<C> {
     }
 
     fn stop(&mut self) {
-        let Some(writer) = self.writer.take() else {
-            return;
-        };
-        // If the writer is gone the send fails; joining then reports its panic.
-        let _ = self.tx.send(Msg::Shutdown);
-        if writer.join().is_err() {
-            error!("WAL writer thread panicked");
+        if let Some(inline) = self.inline.take() {
+            inline.into_inner().finish();
+        } else {
+            let Some(writer) = self.writer.take() else {
+                return;
+            };
+            // If the writer is gone the send fails; joining then reports its panic.
+            let _ = self.tx.send(Msg::Shutdown);
+            if writer.join().is_err() {
+                error!("WAL writer thread panicked");
+            }
         }
         self.shared.stopping.store(true, Ordering::Release);
         self.shared.wake.notify_all();
@@ -425,6 +445,11 @@ impl<C: Completion> WriterThread<C> {
                 Msg::Shutdown => break,
             }
         }
+        self.finish();
+    }
+
+    /// The last sync (with fsync = none) and the closing log line.
+    fn finish(mut self) {
         if self.cfg.fsync == FsyncPolicy::None && self.shared.failed().is_none() {
             if let Err(e) = self.file.sync_data() {
                 error!(shard = self.cfg.shard, error = %e, "WAL: final sync at shutdown failed");
