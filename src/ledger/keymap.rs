@@ -8,6 +8,10 @@
 //! their buckets, so a growth step moves 1/`SEGMENTS` of the entries (about 0.1 ms per million
 //! keys in the index).
 //!
+//! The segments are shared (`Arc`) between the state and its snapshot copies, like the
+//! chunks of `CowVec`: copying the index copies 256 pointers, and the first write to a segment
+//! a snapshot still shares copies that segment.
+//!
 //! Serialized exactly as a map (length, then key-value pairs), so snapshots do not depend on
 //! the segmenting.
 
@@ -15,6 +19,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -30,7 +35,7 @@ type Segment<V> = HashMap<TxnKey, V, BuildHasherDefault<KeyHasher>>;
 /// A map from `TxnKey` with the API the ledger uses of `HashMap`.
 #[derive(Clone)]
 pub struct KeyMap<V> {
-    segments: Box<[Segment<V>]>,
+    segments: Box<[Arc<Segment<V>>]>,
     len: usize,
 }
 
@@ -45,7 +50,7 @@ fn segment_of(key: &TxnKey) -> usize {
 impl<V> Default for KeyMap<V> {
     fn default() -> Self {
         KeyMap {
-            segments: (0..SEGMENTS).map(|_| Segment::default()).collect(),
+            segments: (0..SEGMENTS).map(|_| Arc::new(Segment::default())).collect(),
             len: 0,
         }
     }
@@ -60,9 +65,25 @@ impl<V> KeyMap<V> {
         self.segments[segment_of(key)].get(key)
     }
 
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&TxnKey, &V)> {
+        self.segments.iter().flat_map(|s| s.iter())
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.segments.iter().flat_map(|s| s.values())
+    }
+}
+
+impl<V: Clone> KeyMap<V> {
+    /// The segment of `key`, copied first if a snapshot still shares it.
+    fn segment_mut(&mut self, key: &TxnKey) -> &mut Segment<V> {
+        Arc::make_mut(&mut self.segments[segment_of(key)])
+    }
+
     /// Inserts or replaces; returns the replaced value.
     pub fn insert(&mut self, key: TxnKey, value: V) -> Option<V> {
-        let old = self.segments[segment_of(&key)].insert(key, value);
+        let old = self.segment_mut(&key).insert(key, value);
         if old.is_none() {
             self.len += 1;
         }
@@ -71,17 +92,19 @@ impl<V> KeyMap<V> {
 
     /// Inserts `make()` unless `key` is present; true if it inserted.
     pub fn insert_if_absent(&mut self, key: TxnKey, make: impl FnOnce() -> V) -> bool {
-        let segment = &mut self.segments[segment_of(&key)];
-        if segment.contains_key(&key) {
+        if self.get(&key).is_some() {
             return false;
         }
-        segment.insert(key, make());
+        self.segment_mut(&key).insert(key, make());
         self.len += 1;
         true
     }
 
     pub fn remove(&mut self, key: &TxnKey) -> Option<V> {
-        let old = self.segments[segment_of(key)].remove(key);
+        if self.get(key).is_none() {
+            return None;
+        }
+        let old = self.segment_mut(key).remove(key);
         if old.is_some() {
             self.len -= 1;
         }
@@ -92,19 +115,13 @@ impl<V> KeyMap<V> {
     pub fn retain(&mut self, mut keep: impl FnMut(&TxnKey, &mut V) -> bool) {
         let mut len = 0;
         for segment in self.segments.iter_mut() {
-            segment.retain(&mut keep);
-            len += segment.len();
+            if !segment.is_empty() {
+                let segment = Arc::make_mut(segment);
+                segment.retain(&mut keep);
+                len += segment.len();
+            }
         }
         self.len = len;
-    }
-
-    /// Every entry, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&TxnKey, &V)> {
-        self.segments.iter().flat_map(|s| s.iter())
-    }
-
-    pub fn values(&self) -> impl Iterator<Item = &V> {
-        self.segments.iter().flat_map(|s| s.values())
     }
 }
 
@@ -125,10 +142,10 @@ impl<V: Serialize> Serialize for KeyMap<V> {
     }
 }
 
-impl<'de, V: Deserialize<'de>> Deserialize<'de> for KeyMap<V> {
+impl<'de, V: Deserialize<'de> + Clone> Deserialize<'de> for KeyMap<V> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct MapVisitor<V>(PhantomData<V>);
-        impl<'de, V: Deserialize<'de>> Visitor<'de> for MapVisitor<V> {
+        impl<'de, V: Deserialize<'de> + Clone> Visitor<'de> for MapVisitor<V> {
             type Value = KeyMap<V>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a map of transaction keys")
@@ -186,6 +203,27 @@ mod tests {
         expected.sort();
         assert_eq!(all, expected);
         assert_eq!(map.values().count(), model.len());
+    }
+
+    #[test]
+    fn a_clone_shares_segments_until_written() {
+        let mut map = KeyMap::default();
+        for n in 0..1_000u64 {
+            map.insert(key(n), n);
+        }
+        let snapshot = map.clone();
+        map.insert(key(5), 55);
+        map.remove(&key(6));
+        map.retain(|_, v| *v != 7);
+        assert_eq!((snapshot.get(&key(5)), snapshot.get(&key(6))), (Some(&5), Some(&6)));
+        assert_eq!((snapshot.len(), snapshot.get(&key(7))), (1_000, Some(&7)));
+        assert_eq!((map.get(&key(5)), map.get(&key(6)), map.len()), (Some(&55), None, 998));
+        let shared = (0..SEGMENTS)
+            .filter(|&i| Arc::ptr_eq(&map.segments[i], &snapshot.segments[i]))
+            .count();
+        // retain copied every non-empty segment; the empty ones are still shared.
+        let empty = snapshot.segments.iter().filter(|s| s.is_empty()).count();
+        assert_eq!(shared, empty);
     }
 
     #[test]

@@ -63,6 +63,10 @@ impl ShardState {
             Ok(a) => a,
             Err(r) => return unrecorded(r, Some(currency), available),
         };
+        // An advice may overdraw, but never so far that the balance arithmetic overflows.
+        if available.checked_sub(amount).is_none() {
+            return unrecorded(DeclineReason::InvalidAmount, Some(currency), available);
+        }
         if let Some(e) = self.keys.get(&req.key).copied() {
             return self.advise_existing(e.auth_seq, ci, ai, req, amount, now_s);
         }
@@ -368,7 +372,7 @@ impl ShardState {
         );
         let id = TransactionId::new(self.shard, self.next_txn_seq());
         let authorization = auth_seq.map(|s| AuthorizationId::new(self.shard, s));
-        self.txns.push_back(Some(Box::new(Transaction {
+        self.txns.push(Some(Box::new(Transaction {
             id,
             kind,
             card,

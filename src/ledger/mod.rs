@@ -6,6 +6,7 @@ mod authorize;
 pub mod command;
 mod expire;
 mod holds;
+mod cowvec;
 mod invariants;
 mod keymap;
 mod lifecycle;

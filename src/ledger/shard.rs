@@ -1,10 +1,11 @@
 //! The shard thread: the single writer of one shard's state.
 //!
 //! It takes jobs from its bounded queue, decides a batch of them with the pure `apply`,
-//! appends one WAL record per state change to the batch buffer, and hands the batch to the WAL
-//! writer thread. Every answer of the batch, reads included, travels with the batch and is
-//! released by the writer only after the batch is durable, so nothing a client sees can
-//! vanish in a crash. While the writer syncs batch k, this thread decides batch k+1.
+//! appends one WAL record per state change to the batch buffer, and submits the batch to the
+//! WAL: with `wal.commit = inline` (the default) it writes and syncs the batch itself, with
+//! `thread` a writer thread does while this one decides the next batch. Every answer of the
+//! batch, reads included, travels with the batch and is released only after the batch is
+//! durable, so nothing a client sees can vanish in a crash.
 //!
 //! A job that waited in the queue past its deadline is answered 91 without being decided; once
 //! the WAL has failed, every job is answered 96 without being decided (the in-memory state may
@@ -191,12 +192,13 @@ pub fn run(
             stats.failed.store(true, Ordering::Relaxed);
         } else if since_snapshot >= params.snapshot_every_records {
             since_snapshot = 0;
-            // A copy is all the shard thread pays for: encoding it happens on the snapshot
-            // thread (a few hundred ms for millions of holds would stall every request).
+            // A copy is all the shard thread pays for, and it is shallow: the state lives in
+            // shared chunks (`CowVec`, `KeyMap`) that later writes copy one at a time. Encoding
+            // happens on the snapshot thread.
             let started = Instant::now();
             let copy = state.clone();
-            let copy_ms = started.elapsed().as_millis() as u64;
-            tracing::info!(shard = params.shard, copy_ms, "snapshot: state copied");
+            let copy_us = started.elapsed().as_micros() as u64;
+            tracing::info!(shard = params.shard, copy_us, "snapshot: state copied");
             wal.snapshot_with(next_lsn - 1, Box::new(move || copy.to_snapshot()));
         }
     }

@@ -17,7 +17,7 @@ use crate::domain::{
     Currency,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::hash::Hasher;
 
 /// Most accounts per shard.
@@ -61,6 +61,7 @@ impl Hasher for KeyHasher {
     }
 }
 
+pub(crate) use super::cowvec::CowVec;
 pub(crate) use super::keymap::KeyMap;
 
 /// A broken invariant found by `check_invariants` (or after loading a snapshot).
@@ -104,16 +105,16 @@ pub struct CurrencyTotals {
 pub struct ShardState {
     pub(crate) shard: u16,
     pub(crate) config: ProgramConfig,
-    pub(crate) accounts: Vec<Account>,
+    pub(crate) accounts: CowVec<Account>,
     /// Accounts whose available balance an advice or over-capture pushed below zero.
     pub(crate) overdrawn: Vec<u64>,
-    pub(crate) cardholders: Vec<Cardholder>,
-    pub(crate) cards: Vec<Card>,
+    pub(crate) cardholders: CowVec<Cardholder>,
+    pub(crate) cards: CowVec<Card>,
     /// Sequence of `auths[0]`; slots before it were purged.
     pub(crate) auth_base_seq: u64,
-    pub(crate) auths: VecDeque<Option<Box<Authorization>>>,
+    pub(crate) auths: CowVec<Option<Box<Authorization>>>,
     pub(crate) txn_base_seq: u64,
-    pub(crate) txns: VecDeque<Option<Box<Transaction>>>,
+    pub(crate) txns: CowVec<Option<Box<Transaction>>>,
     pub(crate) keys: KeyMap<KeyEntry>,
     /// Reversals that arrived before their original, by the original's key.
     pub(crate) early_reversals: KeyMap<EarlyReversal>,
@@ -205,14 +206,14 @@ impl ShardState {
         Self {
             shard,
             config: ProgramConfig::default(),
-            accounts: Vec::new(),
+            accounts: CowVec::default(),
             overdrawn: Vec::new(),
-            cardholders: Vec::new(),
-            cards: Vec::new(),
+            cardholders: CowVec::default(),
+            cards: CowVec::default(),
             auth_base_seq: 0,
-            auths: VecDeque::new(),
+            auths: CowVec::default(),
             txn_base_seq: 0,
-            txns: VecDeque::new(),
+            txns: CowVec::default(),
             keys: KeyMap::default(),
             early_reversals: KeyMap::default(),
             webhooks: BTreeMap::new(),
@@ -276,7 +277,7 @@ impl ShardState {
     pub(crate) fn push_auth(&mut self, a: Authorization) {
         assert_eq!(a.id, AuthorizationId::new(self.shard, self.next_auth_seq()));
         assert!(self.auths.len() < AUTHORIZATION_SLOTS_MAX);
-        self.auths.push_back(Some(Box::new(a)));
+        self.auths.push(Some(Box::new(a)));
     }
 
     pub(crate) fn txn(&self, seq: u64) -> Option<&Transaction> {
@@ -538,7 +539,7 @@ impl ShardState {
     /// Held and available sums per currency, sorted by currency code.
     pub fn totals_by_currency(&self) -> Vec<CurrencyTotals> {
         let mut out: Vec<CurrencyTotals> = Vec::new();
-        for a in &self.accounts {
+        for a in self.accounts.iter() {
             match out.iter_mut().find(|t| t.currency == a.currency) {
                 Some(t) => {
                     t.held_minor = t.held_minor.saturating_add(a.held_minor);
