@@ -88,6 +88,9 @@ pub struct LedgerConfig {
     pub shards: usize,
     /// Bounded queue in front of each shard thread; a full queue is answered 91 at once.
     pub queue_depth_max: usize,
+    /// Under sustained overload, requests that waited longer than this in a shard's queue are
+    /// answered 91 (CoDel-style: only once every wait of a 100 ms interval was longer). 0 = off.
+    pub queue_wait_target_ms: u64,
     /// Most commands decided into one WAL batch.
     pub batch_records_max: usize,
     /// Age after which a pending authorization's hold is released.
@@ -197,6 +200,7 @@ impl Default for LedgerConfig {
         LedgerConfig {
             shards: 0,
             queue_depth_max: 8192,
+            queue_wait_target_ms: 5,
             batch_records_max: 1024,
             hold_expiry_s: 7 * 86_400,
             hold_expiry_extended_s: 30 * 86_400,
@@ -350,6 +354,15 @@ impl Config {
         }
         if l.queue_depth_max == 0 || l.queue_depth_max > 1 << 20 {
             return bad("ledger.queue_depth_max", "must be between 1 and 1048576");
+        }
+        if l.queue_wait_target_ms > 60_000 {
+            return bad(
+                "ledger.queue_wait_target_ms",
+                "at most 60000 (0 turns shedding off)",
+            );
+        }
+        if self.server.io_threads > 256 {
+            return bad("server.io_threads", "at most 256 (0 = one per core)");
         }
         if l.batch_records_max == 0 || l.batch_records_max > 65_536 {
             return bad("ledger.batch_records_max", "must be between 1 and 65536");

@@ -18,6 +18,7 @@ pub const DECISION_SECONDS: &str = "authswitch_decision_duration_seconds";
 pub const SHARD_QUEUE_DEPTH: &str = "authswitch_shard_queue_depth";
 pub const SHARD_OVERLOADED_TOTAL: &str = "authswitch_shard_overloaded_total";
 pub const DEADLINE_MISSED_TOTAL: &str = "authswitch_deadline_missed_total";
+pub const QUEUE_SHED_TOTAL: &str = "authswitch_queue_shed_total";
 pub const CONNECTIONS_OPEN: &str = "authswitch_connections_open";
 pub const CONNECTIONS_TOTAL: &str = "authswitch_connections_total";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "authswitch_connections_refused_total";

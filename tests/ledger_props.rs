@@ -4,7 +4,8 @@
 //! available` per account, `available >= 0` unless an advice or over-capture forced it, the
 //! held sum equals the pending holds, a finished authorization holds nothing, so each hold is
 //! released exactly once). At the end: replaying the same `(now_s, Command)` records into a
-//! fresh state, and into a snapshot taken halfway, gives the same digest. Authorization
+//! fresh state, into a snapshot taken halfway, and into the shallow copy a snapshot takes
+//! (`share`) while the state goes on, gives the same digest. Authorization
 //! webhook settings and platform decisions (random, on random authorizations) are among the
 //! commands.
 
@@ -450,5 +451,14 @@ proptest! {
         let mut restored = ShardState::from_snapshot(&first.to_snapshot()).expect("snapshot loads");
         prop_assert_eq!(restored.digest(), first.digest());
         prop_assert_eq!(run(&mut restored, &log[half..]), digest);
+
+        // The shallow copy a snapshot takes: the state goes on to the same end, the copy stays
+        // as it was at the half, and its encoding restores and replays like any snapshot.
+        let at_half = first.digest();
+        let copy = first.share();
+        prop_assert_eq!(run(&mut first, &log[half..]), digest);
+        prop_assert_eq!(copy.digest(), at_half);
+        let mut from_copy = ShardState::from_snapshot(&copy.to_snapshot()).expect("copy loads");
+        prop_assert_eq!(run(&mut from_copy, &log[half..]), digest);
     }
 }

@@ -216,6 +216,7 @@ fn excess_load_is_answered_91_with_bounded_memory() {
         .filter(|l| {
             l.starts_with("authswitch_shard_overloaded_total")
                 || l.starts_with("authswitch_deadline_missed_total")
+                || l.starts_with("authswitch_queue_shed_total")
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>();

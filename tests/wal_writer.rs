@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use authswitch::wal::{
-    encode_record, recover, Batch, CommitMode, Completion, FsyncPolicy, RecoverOptions, Recovered, WalConfig,
-    WalFailed, WalWriter,
+    encode_record, recover, Batch, CommitMode, Completion, FsyncPolicy, RecoverOptions, Recovered,
+    WalConfig, WalFailed, WalWriter,
 };
 
 /// Records (lsn, result, durable_lsn seen at completion time).

@@ -1,11 +1,13 @@
-//! A vector in shared chunks, so that a copy of a whole shard costs microseconds.
+//! A vector in chunks that a snapshot can share, so that copying a whole shard for a snapshot
+//! costs microseconds.
 //!
 //! The shard thread copies its state for every snapshot and goes on deciding while the
 //! snapshot thread encodes the copy. With plain `Vec`s that copy is deep: with a million cards
 //! and two million holds it took 395 ms, during which the shard answered nothing. Here the
-//! elements live in chunks of `CHUNK` behind `Arc`s: cloning copies the chunk pointers, and
-//! the first write to a chunk that a snapshot still shares copies that one chunk
-//! (`Arc::make_mut`), so the cost of a snapshot is spread over the writes that follow it.
+//! elements live in chunks of `CHUNK`, each a [`Part`]: `share` turns every chunk into an
+//! `Arc` and copies the pointers, and the first write to a chunk after that takes it back (a
+//! copy of that one chunk if the snapshot still holds it), so the cost of a snapshot is spread
+//! over the writes that follow it. Writes to a chunk the state owns cost no atomic operation.
 //!
 //! It is a deque as far as the ledger needs one: `pop_front` drops the oldest element (whole
 //! chunks are released as they empty), `push_back` appends. Serialized exactly as a sequence,
@@ -24,9 +26,48 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// their spending controls and histories), small enough not to stall a batch.
 pub const CHUNK: usize = 1024;
 
+/// A value the state owns, or shares with snapshot copies.
+#[derive(Clone)]
+pub enum Part<T> {
+    Owned(T),
+    Shared(Arc<T>),
+}
+
+impl<T: Clone + Default> Part<T> {
+    pub fn get(&self) -> &T {
+        match self {
+            Part::Owned(value) => value,
+            Part::Shared(value) => value,
+        }
+    }
+
+    /// The value to write; taken back from sharing first (copied if a snapshot holds it).
+    pub fn get_mut(&mut self) -> &mut T {
+        if let Part::Shared(_) = self {
+            let Part::Shared(shared) = std::mem::replace(self, Part::Owned(T::default())) else {
+                unreachable!("matched above")
+            };
+            *self = Part::Owned(Arc::try_unwrap(shared).unwrap_or_else(|s| (*s).clone()));
+        }
+        match self {
+            Part::Owned(value) => value,
+            Part::Shared(_) => unreachable!("owned above"),
+        }
+    }
+
+    /// Turns the value into a shared one and returns a second handle on it.
+    pub fn share(&mut self) -> Part<T> {
+        if let Part::Owned(value) = self {
+            *self = Part::Shared(Arc::new(std::mem::take(value)));
+        }
+        self.clone()
+    }
+}
+
+/// A deque of `T` in chunks of `CHUNK`. `Clone` is deep; `share` is the cheap copy.
 #[derive(Clone)]
 pub struct CowVec<T> {
-    chunks: VecDeque<Arc<Vec<T>>>,
+    chunks: VecDeque<Part<Vec<T>>>,
     /// Elements of the first chunk already popped from the front.
     front: usize,
     len: usize,
@@ -42,7 +83,7 @@ impl<T> Default for CowVec<T> {
     }
 }
 
-impl<T> CowVec<T> {
+impl<T: Clone> CowVec<T> {
     pub fn len(&self) -> usize {
         self.len
     }
@@ -58,7 +99,7 @@ impl<T> CowVec<T> {
             return None;
         }
         let (c, o) = self.locate(i);
-        Some(&self.chunks[c][o])
+        Some(&self.chunks[c].get()[o])
     }
 
     pub fn front(&self) -> Option<&T> {
@@ -87,18 +128,16 @@ impl<T> CowVec<T> {
         self.chunks
             .iter()
             .enumerate()
-            .flat_map(move |(n, chunk)| chunk[if n == 0 { front } else { 0 }..].iter())
+            .flat_map(move |(n, chunk)| chunk.get()[if n == 0 { front } else { 0 }..].iter())
     }
-}
 
-impl<T: Clone> CowVec<T> {
-    /// Mutable access; copies the element's chunk first if a snapshot still shares it.
+    /// Mutable access; takes the element's chunk back from sharing first.
     pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
         if i >= self.len {
             return None;
         }
         let (c, o) = self.locate(i);
-        Some(&mut Arc::make_mut(&mut self.chunks[c])[o])
+        Some(&mut self.chunks[c].get_mut()[o])
     }
 
     pub fn push(&mut self, value: T) {
@@ -106,15 +145,25 @@ impl<T: Clone> CowVec<T> {
         if o == 0 || c == self.chunks.len() {
             let mut chunk = Vec::with_capacity(CHUNK);
             chunk.push(value);
-            self.chunks.push_back(Arc::new(chunk));
+            self.chunks.push_back(Part::Owned(chunk));
         } else {
-            Arc::make_mut(self.chunks.back_mut().expect("chunk of a non-zero offset")).push(value);
+            let last = self.chunks.back_mut().expect("chunk of a non-zero offset");
+            last.get_mut().push(value);
         }
         self.len += 1;
     }
+
+    /// A copy that shares every chunk with this vector: O(chunks), no element is copied.
+    pub fn share(&mut self) -> Self {
+        CowVec {
+            chunks: self.chunks.iter_mut().map(Part::share).collect(),
+            front: self.front,
+            len: self.len,
+        }
+    }
 }
 
-impl<T> Index<usize> for CowVec<T> {
+impl<T: Clone> Index<usize> for CowVec<T> {
     type Output = T;
     fn index(&self, i: usize) -> &T {
         match self.get(i) {
@@ -134,13 +183,13 @@ impl<T: Clone> IndexMut<usize> for CowVec<T> {
     }
 }
 
-impl<T: fmt::Debug> fmt::Debug for CowVec<T> {
+impl<T: fmt::Debug + Clone> fmt::Debug for CowVec<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.iter()).finish()
     }
 }
 
-impl<T: Serialize> Serialize for CowVec<T> {
+impl<T: Serialize + Clone> Serialize for CowVec<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let mut seq = serializer.serialize_seq(Some(self.len))?;
@@ -212,25 +261,49 @@ mod tests {
         assert_eq!((v.len(), v[0]), (1, 7));
     }
 
+    fn same_arc<T>(a: &Part<T>, b: &Part<T>) -> bool {
+        matches!((a, b), (Part::Shared(a), Part::Shared(b)) if Arc::ptr_eq(a, b))
+    }
+
     #[test]
-    fn a_clone_is_a_snapshot_writes_do_not_reach() {
+    fn a_shared_copy_is_a_snapshot_writes_do_not_reach() {
         let mut v = CowVec::default();
         for n in 0..(2 * CHUNK as u32) {
             v.push(n);
         }
-        let snapshot = v.clone();
-        // The clone shares every chunk.
-        assert!(v.chunks.iter().zip(&snapshot.chunks).all(|(a, b)| Arc::ptr_eq(a, b)));
+        let snapshot = v.share();
+        // The copy shares every chunk.
+        assert!(v
+            .chunks
+            .iter()
+            .zip(&snapshot.chunks)
+            .all(|(a, b)| same_arc(a, b)));
         v[3] = 99;
         v.push(5);
         v.pop_front();
         assert_eq!(snapshot[3], 3);
         assert_eq!(snapshot.len(), 2 * CHUNK);
         assert_eq!(snapshot.iter().copied().max(), Some(2 * CHUNK as u32 - 1));
-        // Only the written chunk was copied; the other is still shared.
-        assert!(!Arc::ptr_eq(&v.chunks[0], &snapshot.chunks[0]));
-        assert!(Arc::ptr_eq(&v.chunks[1], &snapshot.chunks[1]));
+        // Only the written chunks were copied; the middle one is still shared.
+        assert!(matches!(v.chunks[0], Part::Owned(_)));
+        assert!(same_arc(&v.chunks[1], &snapshot.chunks[1]));
         assert_eq!(v[2], 99);
+        // Once the snapshot is gone, a write takes a chunk back without copying it.
+        let middle = match &v.chunks[1] {
+            Part::Shared(arc) => Arc::as_ptr(arc) as usize,
+            Part::Owned(_) => unreachable!(),
+        };
+        drop(snapshot);
+        let elements = match &v.chunks[1] {
+            Part::Shared(arc) => arc.as_ptr() as usize,
+            Part::Owned(_) => unreachable!(),
+        };
+        v[CHUNK] += 1;
+        assert!(matches!(&v.chunks[1], Part::Owned(c) if c.as_ptr() as usize == elements));
+        assert_ne!(middle, 0);
+        // A deep clone shares nothing.
+        let deep = v.clone();
+        assert!(deep.iter().eq(v.iter()));
     }
 
     #[test]

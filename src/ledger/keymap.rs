@@ -8,23 +8,23 @@
 //! their buckets, so a growth step moves 1/`SEGMENTS` of the entries (about 0.1 ms per million
 //! keys in the index).
 //!
-//! The segments are shared (`Arc`) between the state and its snapshot copies, like the
-//! chunks of `CowVec`: copying the index copies 256 pointers, and the first write to a segment
-//! a snapshot still shares copies that segment.
+//! The segments can be shared with snapshot copies, like the chunks of `CowVec`: `share`
+//! copies 256 pointers, and the first write to a segment afterwards takes it back (copying it
+//! if the snapshot still holds it).
 //!
 //! Serialized exactly as a map (length, then key-value pairs), so snapshots do not depend on
 //! the segmenting.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::command::TxnKey;
+use super::cowvec::Part;
 use super::state::KeyHasher;
 
 /// Number of segments; a power of two.
@@ -32,53 +32,61 @@ pub const SEGMENTS: usize = 256;
 
 type Segment<V> = HashMap<TxnKey, V, BuildHasherDefault<KeyHasher>>;
 
-/// A map from `TxnKey` with the API the ledger uses of `HashMap`.
+/// A map from `TxnKey` with the API the ledger uses of `HashMap`. `Clone` is deep; `share`
+/// is the cheap copy.
 #[derive(Clone)]
 pub struct KeyMap<V> {
-    segments: Box<[Arc<Segment<V>>]>,
+    segments: Box<[Part<Segment<V>>]>,
     len: usize,
 }
 
 /// The segment of `key`: bits 48..56 of the hash. hashbrown takes its bucket from the low
 /// bits and its control tag from the top seven, so within a segment the keys stay spread.
 fn segment_of(key: &TxnKey) -> usize {
-    let mut hasher = BuildHasherDefault::<KeyHasher>::default().build_hasher();
-    key.hash(&mut hasher);
-    (hasher.finish() >> 48) as usize & (SEGMENTS - 1)
+    let hash = BuildHasherDefault::<KeyHasher>::default().hash_one(key);
+    (hash >> 48) as usize & (SEGMENTS - 1)
 }
 
 impl<V> Default for KeyMap<V> {
     fn default() -> Self {
         KeyMap {
-            segments: (0..SEGMENTS).map(|_| Arc::new(Segment::default())).collect(),
+            segments: (0..SEGMENTS)
+                .map(|_| Part::Owned(Segment::default()))
+                .collect(),
             len: 0,
         }
     }
 }
 
-impl<V> KeyMap<V> {
+impl<V: Clone> KeyMap<V> {
     pub fn len(&self) -> usize {
         self.len
     }
 
     pub fn get(&self, key: &TxnKey) -> Option<&V> {
-        self.segments[segment_of(key)].get(key)
+        self.segments[segment_of(key)].get().get(key)
     }
 
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&TxnKey, &V)> {
-        self.segments.iter().flat_map(|s| s.iter())
+        self.segments.iter().flat_map(|s| s.get().iter())
     }
 
     pub fn values(&self) -> impl Iterator<Item = &V> {
-        self.segments.iter().flat_map(|s| s.values())
+        self.segments.iter().flat_map(|s| s.get().values())
     }
-}
 
-impl<V: Clone> KeyMap<V> {
+    /// A copy that shares every segment with this map: O(segments), no entry is copied.
+    pub fn share(&mut self) -> Self {
+        KeyMap {
+            segments: self.segments.iter_mut().map(Part::share).collect(),
+            len: self.len,
+        }
+    }
+
     /// The segment of `key`, copied first if a snapshot still shares it.
     fn segment_mut(&mut self, key: &TxnKey) -> &mut Segment<V> {
-        Arc::make_mut(&mut self.segments[segment_of(key)])
+        self.segments[segment_of(key)].get_mut()
     }
 
     /// Inserts or replaces; returns the replaced value.
@@ -101,9 +109,8 @@ impl<V: Clone> KeyMap<V> {
     }
 
     pub fn remove(&mut self, key: &TxnKey) -> Option<V> {
-        if self.get(key).is_none() {
-            return None;
-        }
+        // Only a key that is there takes its segment back from a snapshot.
+        self.get(key)?;
         let old = self.segment_mut(key).remove(key);
         if old.is_some() {
             self.len -= 1;
@@ -115,8 +122,8 @@ impl<V: Clone> KeyMap<V> {
     pub fn retain(&mut self, mut keep: impl FnMut(&TxnKey, &mut V) -> bool) {
         let mut len = 0;
         for segment in self.segments.iter_mut() {
-            if !segment.is_empty() {
-                let segment = Arc::make_mut(segment);
+            if !segment.get().is_empty() {
+                let segment = segment.get_mut();
                 segment.retain(&mut keep);
                 len += segment.len();
             }
@@ -125,13 +132,13 @@ impl<V: Clone> KeyMap<V> {
     }
 }
 
-impl<V: fmt::Debug> fmt::Debug for KeyMap<V> {
+impl<V: fmt::Debug + Clone> fmt::Debug for KeyMap<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
     }
 }
 
-impl<V: Serialize> Serialize for KeyMap<V> {
+impl<V: Serialize + Clone> Serialize for KeyMap<V> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(Some(self.len))?;
@@ -181,7 +188,10 @@ mod tests {
         let mut map = KeyMap::default();
         let mut model = std::collections::HashMap::new();
         for n in 0..5_000u64 {
-            assert_eq!(map.insert(key(n % 3_000), n), model.insert(key(n % 3_000), n));
+            assert_eq!(
+                map.insert(key(n % 3_000), n),
+                model.insert(key(n % 3_000), n)
+            );
             if n % 7 == 0 {
                 assert_eq!(map.remove(&key(n / 2)), model.remove(&key(n / 2)));
             }
@@ -211,18 +221,28 @@ mod tests {
         for n in 0..1_000u64 {
             map.insert(key(n), n);
         }
-        let snapshot = map.clone();
+        let snapshot = map.share();
         map.insert(key(5), 55);
         map.remove(&key(6));
         map.retain(|_, v| *v != 7);
-        assert_eq!((snapshot.get(&key(5)), snapshot.get(&key(6))), (Some(&5), Some(&6)));
+        assert_eq!(
+            (snapshot.get(&key(5)), snapshot.get(&key(6))),
+            (Some(&5), Some(&6))
+        );
         assert_eq!((snapshot.len(), snapshot.get(&key(7))), (1_000, Some(&7)));
-        assert_eq!((map.get(&key(5)), map.get(&key(6)), map.len()), (Some(&55), None, 998));
+        assert_eq!(
+            (map.get(&key(5)), map.get(&key(6)), map.len()),
+            (Some(&55), None, 998)
+        );
         let shared = (0..SEGMENTS)
-            .filter(|&i| Arc::ptr_eq(&map.segments[i], &snapshot.segments[i]))
+            .filter(|&i| matches!(&map.segments[i], Part::Shared(_)))
             .count();
-        // retain copied every non-empty segment; the empty ones are still shared.
-        let empty = snapshot.segments.iter().filter(|s| s.is_empty()).count();
+        // retain took back every non-empty segment; the empty ones are still shared.
+        let empty = snapshot
+            .segments
+            .iter()
+            .filter(|s| s.get().is_empty())
+            .count();
         assert_eq!(shared, empty);
     }
 

@@ -4,9 +4,9 @@
 
 mod authorize;
 pub mod command;
+mod cowvec;
 mod expire;
 mod holds;
-mod cowvec;
 mod invariants;
 mod keymap;
 mod lifecycle;

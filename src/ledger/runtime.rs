@@ -28,6 +28,7 @@ fn abandon_awaiting_platform(handle: &ShardHandle) {
     let job = Job {
         work: Work::Command(Command::AbandonAwaitingPlatform),
         reply: Reply::Nobody,
+        queued: Instant::now(),
         deadline: Instant::now() + Duration::from_secs(3600),
     };
     if handle.jobs.try_send(job).is_err() {
@@ -173,6 +174,7 @@ impl Ledger {
         let mut job = Job {
             work,
             reply: Reply::Admin(tx),
+            queued: Instant::now(),
             deadline: Instant::now() + self.admin_wait,
         };
         let give_up = Instant::now() + self.admin_wait;
@@ -377,6 +379,7 @@ fn start_shard(
         snapshot_every_records: config.wal.snapshot_every_records,
         expiry_tick: Duration::from_secs(config.ledger.expiry_tick_s),
         expiry_command: |_| Command::ExpireHolds,
+        queue_wait_target: Duration::from_millis(config.ledger.queue_wait_target_ms),
     };
     let thread_stats = stats.clone();
     let health = writer.health();

@@ -111,6 +111,8 @@ impl Reply {
 pub struct Job {
     pub work: Work,
     pub reply: Reply,
+    /// When the job was queued (a wire request: when its frame was read).
+    pub queued: Instant,
     /// Answered 91 without a decision when still queued at this instant.
     pub deadline: Instant,
 }
@@ -144,6 +146,61 @@ pub struct ShardParams {
     pub expiry_tick: Duration,
     /// Builds the command the expiry timer applies at `now_s`.
     pub expiry_command: fn(i64) -> Command,
+    /// Queue wait above which a standing queue is shed (see `Shedder`); zero turns it off.
+    pub queue_wait_target: Duration,
+}
+
+/// How long the queue wait must stay above target before shedding starts (CoDel's interval).
+pub const SHED_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Sheds a standing queue, the way CoDel does: when even the shortest wait of every network
+/// request taken from the queue during `SHED_INTERVAL` was above `target`, the queue is not
+/// absorbing a burst but holding more than the shard can decide, so from then on requests that
+/// waited longer than `target` are answered 91 without a decision until an interval sees a
+/// wait under target again. A burst or a brief stall (a slow fsync) is served, not shed; under
+/// sustained overload the requests that are served stay within about `target` of arrival.
+pub struct Shedder {
+    target: Duration,
+    interval_end: Instant,
+    min_wait: Duration,
+    shedding: bool,
+}
+
+impl Shedder {
+    pub fn new(target: Duration, now: Instant) -> Self {
+        Shedder {
+            target,
+            interval_end: now + SHED_INTERVAL,
+            min_wait: Duration::MAX,
+            shedding: false,
+        }
+    }
+
+    /// Notes the wait of one network request taken from the queue at `now`; true if it is to
+    /// be shed.
+    pub fn shed(&mut self, queued: Instant, now: Instant) -> bool {
+        if self.target.is_zero() {
+            return false;
+        }
+        let wait = now.saturating_duration_since(queued);
+        self.min_wait = self.min_wait.min(wait);
+        if now >= self.interval_end {
+            self.shedding = self.min_wait > self.target;
+            self.min_wait = Duration::MAX;
+            self.interval_end = now + SHED_INTERVAL;
+        }
+        self.shedding && wait > self.target
+    }
+
+    /// Called when the queue is found empty: no standing queue.
+    pub fn idle(&mut self, now: Instant) {
+        self.min_wait = Duration::ZERO;
+        if now >= self.interval_end {
+            self.shedding = false;
+            self.min_wait = Duration::MAX;
+            self.interval_end = now + SHED_INTERVAL;
+        }
+    }
 }
 
 /// The shard thread's body; returns when every sender of `jobs` is gone.
@@ -158,6 +215,9 @@ pub fn run(
     let mut payload = Vec::with_capacity(512);
     let mut since_snapshot: u64 = 0;
     let mut next_expiry = Instant::now() + params.expiry_tick;
+    let mut shedder = Shedder::new(params.queue_wait_target, Instant::now());
+    let shed_total = metrics::counter!(crate::metrics::QUEUE_SHED_TOTAL,
+        "shard" => params.shard.to_string());
     loop {
         let first = match jobs.recv_timeout(params.expiry_tick.min(Duration::from_millis(500))) {
             Ok(job) => Some(job),
@@ -166,23 +226,41 @@ pub fn run(
         };
         let now_s = unix_now_s();
         let mut batch = BatchBuilder::new(&wal, next_lsn);
-        if let Some(job) = first {
-            batch.take(job, &mut state, now_s, &mut payload);
-            while batch.len() < params.batch_records_max {
-                match jobs.try_recv() {
-                    Ok(job) => batch.take(job, &mut state, now_s, &mut payload),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
+        let mut take = |batch: &mut BatchBuilder<'_>, job: Job, state: &mut ShardState| {
+            let now = Instant::now();
+            if matches!(job.reply, Reply::Wire { .. }) && shedder.shed(job.queued, now) {
+                shed_total.increment(1);
+                job.reply.send(Err(Failure::Overloaded));
+                return;
             }
+            batch.take(job, now, state, now_s, &mut payload);
+        };
+        if let Some(job) = first {
+            take(&mut batch, job, &mut state);
+            let mut taken = 1;
+            // Bounded by batch_records_max jobs, shed ones included.
+            while taken < params.batch_records_max {
+                match jobs.try_recv() {
+                    Ok(job) => take(&mut batch, job, &mut state),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
+                        shedder.idle(Instant::now());
+                        break;
+                    }
+                }
+                taken += 1;
+            }
+        } else {
+            shedder.idle(Instant::now());
         }
         if Instant::now() >= next_expiry {
             next_expiry = Instant::now() + params.expiry_tick;
             let job = Job {
                 work: Work::Command((params.expiry_command)(now_s)),
                 reply: Reply::Nobody,
+                queued: Instant::now(),
                 deadline: Instant::now() + Duration::from_secs(3600),
             };
-            batch.take(job, &mut state, now_s, &mut payload);
+            batch.take(job, Instant::now(), &mut state, now_s, &mut payload);
         }
         stats.queue_depth.store(jobs.len(), Ordering::Relaxed);
         let written = batch.records();
@@ -192,11 +270,11 @@ pub fn run(
             stats.failed.store(true, Ordering::Relaxed);
         } else if since_snapshot >= params.snapshot_every_records {
             since_snapshot = 0;
-            // A copy is all the shard thread pays for, and it is shallow: the state lives in
-            // shared chunks (`CowVec`, `KeyMap`) that later writes copy one at a time. Encoding
-            // happens on the snapshot thread.
+            // A copy is all the shard thread pays for, and it is shallow: the state's chunks
+            // (`CowVec`, `KeyMap`) are shared with it, and later writes copy back only the
+            // chunks the snapshot still holds. Encoding happens on the snapshot thread.
             let started = Instant::now();
-            let copy = state.clone();
+            let copy = state.share();
             let copy_us = started.elapsed().as_micros() as u64;
             tracing::info!(shard = params.shard, copy_us, "snapshot: state copied");
             wal.snapshot_with(next_lsn - 1, Box::new(move || copy.to_snapshot()));
@@ -229,23 +307,26 @@ impl<'w> BatchBuilder<'w> {
         }
     }
 
-    fn len(&self) -> usize {
-        self.jobs
-    }
-
     fn records(&self) -> u64 {
         self.next_lsn - self.first_lsn
     }
 
     /// Decides one job: answers it at once when it cannot be decided, else applies it and
     /// queues its answer behind the batch.
-    fn take(&mut self, job: Job, state: &mut ShardState, now_s: i64, payload: &mut Vec<u8>) {
+    fn take(
+        &mut self,
+        job: Job,
+        now: Instant,
+        state: &mut ShardState,
+        now_s: i64,
+        payload: &mut Vec<u8>,
+    ) {
         self.jobs += 1;
         if self.wal.failed().is_some() {
             job.reply.send(Err(Failure::Storage));
             return;
         }
-        if Instant::now() > job.deadline {
+        if now > job.deadline {
             metrics::counter!(crate::metrics::DEADLINE_MISSED_TOTAL).increment(1);
             job.reply.send(Err(Failure::Deadline));
             return;
@@ -310,4 +391,51 @@ pub fn unix_now_s() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_burst_is_served_a_standing_queue_is_shed() {
+        let t0 = Instant::now();
+        let mut s = Shedder::new(5 * MS, t0);
+        // A burst: waits of up to 30 ms, but the first interval also saw a short wait.
+        assert!(!s.shed(t0, t0 + MS));
+        for i in 2..100 {
+            assert!(!s.shed(t0, t0 + i * MS), "burst shed at {i} ms");
+        }
+        // Interval end: the shortest wait was 1 ms, under target: still not shedding.
+        assert!(!s.shed(t0 + 70 * MS, t0 + 100 * MS));
+        // A whole interval of waits above target (6..=30 ms): shedding starts at its end.
+        for i in 101..200 {
+            assert!(
+                !s.shed(t0 + (i - 6) * MS, t0 + i * MS),
+                "shed before the interval ended"
+            );
+        }
+        assert!(
+            s.shed(t0 + 170 * MS, t0 + 200 * MS),
+            "standing queue not shed"
+        );
+        // While shedding, a request that waited under target is served.
+        assert!(!s.shed(t0 + 198 * MS, t0 + 201 * MS));
+        assert!(s.shed(t0 + 190 * MS, t0 + 202 * MS));
+        // The queue ran empty: at the next interval end shedding stops.
+        s.idle(t0 + 250 * MS);
+        s.idle(t0 + 301 * MS);
+        assert!(!s.shed(t0 + 280 * MS, t0 + 302 * MS));
+    }
+
+    #[test]
+    fn zero_target_never_sheds() {
+        let t0 = Instant::now();
+        let mut s = Shedder::new(Duration::ZERO, t0);
+        for i in 0..500 {
+            assert!(!s.shed(t0, t0 + i * MS));
+        }
+    }
 }

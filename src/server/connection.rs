@@ -177,6 +177,7 @@ fn take_frame(
                 Job {
                     work,
                     reply,
+                    queued: arrived,
                     deadline,
                 },
             );
