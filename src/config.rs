@@ -127,6 +127,9 @@ pub struct WalSection {
     /// `inline` (default): the shard thread writes and syncs its own batches. `thread`: a
     /// writer thread per shard does, overlapping the next batch's decisions with the sync.
     pub commit: crate::wal::CommitMode,
+    /// Zero-fill each segment ahead of time in the background, so syncs overwrite instead of
+    /// appending (no journal commit per sync).
+    pub preallocate: bool,
     pub segment_bytes_max: u64,
     /// A snapshot is taken after this many WAL records since the last one.
     pub snapshot_every_records: u64,
@@ -217,6 +220,7 @@ impl Default for WalSection {
         WalSection {
             fsync: FsyncSetting::Always,
             commit: crate::wal::CommitMode::Inline,
+            preallocate: true,
             segment_bytes_max: 64 << 20,
             snapshot_every_records: 2_000_000,
             truncate_corrupt: false,

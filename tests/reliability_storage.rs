@@ -150,13 +150,18 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// The largest file of shard 0 whose name starts with `prefix`.
-fn largest(data_dir: &Path, prefix: &str) -> PathBuf {
+/// The file of `prefix` and `suffix` with the most data: bytes up to its last non-zero one
+/// (a preallocated segment is zeros after its records).
+fn largest(data_dir: &Path, prefix: &str, suffix: &str) -> PathBuf {
     let shard = data_dir.join("shard-000");
-    let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(&shard)
+    let mut files: Vec<(usize, PathBuf)> = std::fs::read_dir(&shard)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
-        .map(|p| (std::fs::metadata(&p).unwrap().len(), p))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            name.starts_with(prefix) && name.ends_with(suffix)
+        })
+        .map(|p| (data_len(&std::fs::read(&p).unwrap()), p))
         .collect();
     files.sort();
     files
@@ -165,9 +170,14 @@ fn largest(data_dir: &Path, prefix: &str) -> PathBuf {
         .1
 }
 
+fn data_len(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
+}
+
+/// Flips a bit in the middle of the file's data (not of the zeros after it).
 fn flip_middle_bit(file: &Path) {
     let mut bytes = std::fs::read(file).unwrap();
-    let middle = bytes.len() / 2;
+    let middle = data_len(&bytes) / 2;
     bytes[middle] ^= 0x10;
     std::fs::write(file, bytes).unwrap();
 }
@@ -216,13 +226,13 @@ fn a_bit_flip_in_a_segment_or_a_snapshot_stops_the_start_naming_file_and_offset(
 
     let wal_case = root.path().join("wal-case");
     copy_dir(&original, &wal_case);
-    let segment = largest(&wal_case, "wal-");
+    let segment = largest(&wal_case, "wal-", ".log");
     flip_middle_bit(&segment);
     assert_refused(&wal_case, &segment);
 
     let snap_case = root.path().join("snap-case");
     copy_dir(&original, &snap_case);
-    let snapshot = largest(&snap_case, "snapshot-");
+    let snapshot = largest(&snap_case, "snapshot-", ".snap");
     flip_middle_bit(&snapshot);
     assert_refused(&snap_case, &snapshot);
 }

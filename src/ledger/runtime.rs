@@ -288,6 +288,7 @@ fn wal_config(config: &Config, shard: u16) -> Result<WalConfig, StartError> {
             FsyncSetting::None => wal::FsyncPolicy::None,
         },
         commit: config.wal.commit,
+        preallocate: config.wal.preallocate,
         batch_queue_max: 4,
         fault_plan,
     })

@@ -36,7 +36,8 @@ pub use recovery::{recover, RecoverOptions, Recovered, RecoveryError, SegmentTai
 pub use snapshot::SnapshotError;
 pub use tools::{dump, verify, DumpSummary, Problem, SnapshotInfo, ToolError, VerifyReport};
 pub use writer::{
-    Batch, Completion, SnapshotSource, WalFailReason, WalFailed, WalHealth, WalWriter,
+    Batch, Completion, SnapshotSource, WalFailReason, WalFailed, WalHealth, WalWriter, SPARE_NAME,
+    WRITE_CHUNK_BYTES,
 };
 
 /// Default segment size before rotation.
@@ -86,6 +87,8 @@ pub struct WalConfig {
     pub record_len_max: u32,
     pub fsync: FsyncPolicy,
     pub commit: CommitMode,
+    /// Segments are zero-filled ahead of time by a spare thread (see `writer::SPARE_NAME`).
+    pub preallocate: bool,
     /// Batches queued to the writer thread before `submit` blocks the shard thread.
     pub batch_queue_max: usize,
     /// Fault injection for tests (hidden config key); None in production.
@@ -102,6 +105,7 @@ impl WalConfig {
             record_len_max: record::RECORD_LEN_MAX_DEFAULT,
             fsync: FsyncPolicy::Always,
             commit: CommitMode::Thread,
+            preallocate: false,
             batch_queue_max: BATCH_QUEUE_MAX_DEFAULT,
             fault_plan: None,
         }

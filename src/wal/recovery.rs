@@ -138,8 +138,15 @@ pub(crate) fn scan_segment<E>(
         let rec = match decode_record(&buf[offset..], record_len_max) {
             Ok(rec) => rec,
             Err(e) => {
+                let rest = &buf[offset..];
+                if rest.iter().all(|&b| b == 0) {
+                    // The zeros a preallocated segment holds beyond its last record.
+                    return Ok((ScanEnd::Clean, offset as u64));
+                }
                 let reason = e.to_string();
-                let end = if valid_record_follows(buf, offset, *expected_lsn, record_len_max) {
+                let end = if valid_record_follows(buf, offset, *expected_lsn, record_len_max)
+                    && !unfinished_write(buf, offset, record_len_max)
+                {
                     ScanEnd::Corrupt {
                         offset: offset as u64,
                         reason,
@@ -168,6 +175,36 @@ pub(crate) fn scan_segment<E>(
         offset += rec.total_bytes;
     }
     Ok((ScanEnd::Clean, offset as u64))
+}
+
+/// Most bytes the writer has in flight, written but not yet synced (see
+/// `writer::WRITE_CHUNK_BYTES`): a crash can leave holes only within that much of the end.
+pub(crate) fn unsynced_window(record_len_max: u32) -> usize {
+    super::writer::WRITE_CHUNK_BYTES
+        .max(record_len_max as usize + super::record::RECORD_PREFIX_BYTES)
+}
+
+/// Sector size assumed for torn writes: a write cut by a crash loses whole sectors.
+const SECTOR: usize = 512;
+
+/// True if the bad bytes at `from` are what a write cut by a crash leaves in a preallocated
+/// (zero-filled) segment: the disk may persist the pages of the last write in any order, so
+/// the write can end up with holes, whole zero sectors, ahead of records of the same write that
+/// did reach the disk. Such a write was never acknowledged (its sync did not return). It looks
+/// like that when everything from `from` to the last non-zero byte of the segment fits within
+/// the writer's unsynced window and holds at least one all-zero sector. A bit flip never
+/// makes a zero sector, and a hole further from the end than one write is corruption.
+fn unfinished_write(buf: &[u8], from: usize, record_len_max: u32) -> bool {
+    let Some(last) = buf.iter().rposition(|&b| b != 0) else {
+        return false;
+    };
+    if last < from || last - from >= unsynced_window(record_len_max) {
+        return false;
+    }
+    let first_sector = from.div_ceil(SECTOR) * SECTOR;
+    (first_sector..last)
+        .step_by(SECTOR)
+        .any(|s| s + SECTOR <= buf.len() && buf[s..s + SECTOR].iter().all(|&b| b == 0))
 }
 
 /// True if a complete record with a good CRC and a plausible LSN starts anywhere after `from`.
@@ -358,7 +395,7 @@ fn remove_later_segments(dir: &Path, later: &[(u64, PathBuf)]) -> Result<u64, Re
 
 fn remove_temp_files(dir: &Path, listing: &DirListing) -> Result<(), RecoveryError> {
     for path in &listing.temp_files {
-        warn!(file = %path.display(), "WAL: removing snapshot temp file left by a crash");
+        warn!(file = %path.display(), "WAL: removing a temporary file left by a crash (snapshot or spare segment)");
         fs::remove_file(path).map_err(io_at(path))?;
     }
     if !listing.temp_files.is_empty() {
@@ -421,6 +458,18 @@ mod tests {
             "{end:?}"
         );
         assert_eq!((valid, seen), (37, vec![1]));
+        // Zeros after the last record (a preallocated segment) end the segment cleanly.
+        let mut padded = buf.clone();
+        padded.resize(4096, 0);
+        assert_eq!(scan(&padded, 1), (ScanEnd::Clean, 111, vec![1, 2, 3]));
+        // A bit flip with zeros after the log is still corruption.
+        let mut flipped_padded = flipped.clone();
+        flipped_padded.resize(4096, 0);
+        let (end, ..) = scan(&flipped_padded, 1);
+        assert!(
+            matches!(end, ScanEnd::Corrupt { offset: 37, .. }),
+            "{end:?}"
+        );
         let (end, ..) = scan(&buf, 2);
         assert_eq!(
             end,
@@ -429,5 +478,50 @@ mod tests {
                 reason: "lsn 1 where 2 was expected".into()
             }
         );
+    }
+
+    /// A preallocated segment: records, then zeros to the end.
+    fn preallocated(lsns: std::ops::Range<u64>, payload: usize, len: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for lsn in lsns {
+            encode_record(&mut out, lsn, 1, &vec![0xa5; payload]);
+        }
+        out.resize(len, 0);
+        out
+    }
+
+    #[test]
+    fn a_write_cut_with_holes_is_torn_not_corrupt() {
+        // 40 records of 208 bytes; the last "write" is records 31..=40 (from 6240).
+        let full = preallocated(1..41, 191, 64 * 1024);
+        let write_start: usize = 30 * 208;
+        let write_end = 40 * 208;
+        // Every sector-aligned hole inside the last write, with the rest of it on disk.
+        for hole in (write_start.div_ceil(SECTOR) * SECTOR..write_end - SECTOR).step_by(SECTOR) {
+            let mut buf = full.clone();
+            buf[hole..hole + SECTOR].fill(0);
+            let first_bad = hole / 208;
+            let (end, valid, seen) = scan(&buf, 1);
+            assert!(
+                matches!(end, ScanEnd::Torn { .. }),
+                "hole at {hole}: {end:?}"
+            );
+            assert_eq!(valid as usize, first_bad * 208, "hole at {hole}");
+            assert_eq!(seen, (1..=first_bad as u64).collect::<Vec<_>>());
+        }
+        // The same hole far from the end of the log is corruption: 8000 more records follow.
+        let long = preallocated(1..8041, 191, 8040 * 208 + 4096);
+        let mut buf = long.clone();
+        buf[6656..6656 + SECTOR].fill(0);
+        let (end, ..) = scan(&buf, 1);
+        assert!(
+            matches!(end, ScanEnd::Corrupt { offset: 6656, .. }),
+            "{end:?}"
+        );
+        // A flipped bit in the last write (no zero sector) is corruption as well.
+        let mut buf = full.clone();
+        buf[write_start + 300] ^= 0x10;
+        let (end, ..) = scan(&buf, 1);
+        assert!(matches!(end, ScanEnd::Corrupt { .. }), "{end:?}");
     }
 }

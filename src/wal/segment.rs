@@ -55,7 +55,9 @@ pub fn list_dir(dir: &Path) -> io::Result<DirListing> {
             listing.segments.push((lsn, path));
         } else if let Some(lsn) = parse_lsn(name, "snapshot-", ".snap") {
             listing.snapshots.push((lsn, path));
-        } else if name.starts_with("snapshot-") && name.ends_with(".tmp") {
+        } else if (name.starts_with("snapshot-") && name.ends_with(".tmp"))
+            || name == super::writer::SPARE_NAME
+        {
             listing.temp_files.push(path);
         }
     }

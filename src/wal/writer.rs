@@ -23,6 +23,14 @@ use super::segment::segment_name;
 use super::snapshot::{prune, write_snapshot};
 use super::{CommitMode, FsyncPolicy, WalConfig, SNAPSHOT_QUEUE_MAX};
 
+/// Most bytes written between two syncs: a batch larger than this is written and synced in
+/// pieces of whole records (one record larger than this alone), so a crash can leave holes
+/// only within this much of the end of the log (see `recovery::unfinished_write`).
+pub const WRITE_CHUNK_BYTES: usize = 1 << 20;
+
+/// The zero-filled file the spare thread prepares for the next segment.
+pub const SPARE_NAME: &str = "wal-spare.tmp";
+
 /// How long the snapshot thread sleeps between checks of the durable LSN when no wake-up
 /// came; bounds how late it notices shutdown.
 const SNAPSHOT_WAIT_SLICE: Duration = Duration::from_millis(50);
@@ -143,6 +151,7 @@ pub struct WalWriter<C: Completion> {
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
     snapshotter: Option<JoinHandle<()>>,
+    spare: Option<JoinHandle<()>>,
 }
 
 /// Whether one WAL has failed, readable from any thread (see [`WalWriter::health`]).
@@ -173,6 +182,7 @@ impl<C: Completion> WalWriter<C> {
         fs::create_dir_all(&cfg.dir)?;
         let fault = cfg.fault_plan.map(FaultState::new);
         let (file, segment) = open_tail(&cfg, recovered, fault.as_ref())?;
+        let spare_ready = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             durable_lsn: AtomicU64::new(recovered.next_lsn - 1),
             has_failed: AtomicBool::new(false),
@@ -184,7 +194,23 @@ impl<C: Completion> WalWriter<C> {
         let (bytes_tx, bytes_rx) = bounded(cfg.batch_queue_max + 2);
         let (completions_tx, completions_rx) = bounded(cfg.batch_queue_max + 2);
         let (snap_tx, snap_rx) = bounded(SNAPSHOT_QUEUE_MAX);
+        let (spare_tx, spare) = if cfg.preallocate {
+            let (tx, rx) = bounded(1);
+            let (dir, bytes, ready) = (cfg.dir.clone(), cfg.segment_bytes_max, spare_ready.clone());
+            let stop = Arc::clone(&shared);
+            let shard = cfg.shard;
+            let thread = std::thread::Builder::new()
+                .name(format!("walprep-{}", cfg.shard))
+                .spawn(move || spare_loop(rx, &dir, bytes, &ready, &stop, shard))?;
+            // The first spare is wanted at once: a new log starts in a plain segment.
+            let _ = tx.try_send(());
+            (Some(tx), Some(thread))
+        } else {
+            (None, None)
+        };
         let state = WriterThread {
+            spare_ready,
+            spare_tx,
             metrics: WriterMetrics::new(&shard),
             next_lsn: recovered.next_lsn,
             segment,
@@ -217,6 +243,7 @@ impl<C: Completion> WalWriter<C> {
             shared,
             writer,
             snapshotter: Some(snapshotter),
+            spare,
         })
     }
 
@@ -311,6 +338,12 @@ impl<C: Completion> WalWriter<C> {
         }
         self.shared.stopping.store(true, Ordering::Release);
         self.shared.wake.notify_all();
+        if let Some(spare) = self.spare.take() {
+            // Its sender went with the writer's state; `stopping` cuts a preparation short.
+            if spare.join().is_err() {
+                error!("WAL spare segment thread panicked");
+            }
+        }
         drop(self.snap_tx.take());
         if let Some(snapshotter) = self.snapshotter.take() {
             if snapshotter.join().is_err() {
@@ -360,6 +393,9 @@ struct OpenSegment {
     path: PathBuf,
     first_lsn: u64,
     len_bytes: u64,
+    /// Zero-filled ahead of the records (writes overwrite, the file's size never changes, so
+    /// a sync flushes data without a journal commit); false for a plain, appended segment.
+    preallocated: bool,
 }
 
 /// Opens the recovered tail segment, or creates the first segment at `next_lsn`.
@@ -370,10 +406,13 @@ fn open_tail(
 ) -> io::Result<(Box<dyn WalFile>, OpenSegment)> {
     if let Some(tail) = &recovered.tail {
         let file = open_segment_file(&tail.path, fault)?;
+        // Recovery cut any torn bytes, so bytes past the records can only be preallocated zeros.
+        let file_len = fs::metadata(&tail.path)?.len();
         let seg = OpenSegment {
             path: tail.path.clone(),
             first_lsn: tail.first_lsn,
             len_bytes: tail.len_bytes,
+            preallocated: file_len > tail.len_bytes,
         };
         return Ok((file, seg));
     }
@@ -382,6 +421,7 @@ fn open_tail(
         path: path.clone(),
         first_lsn: recovered.next_lsn,
         len_bytes: 0,
+        preallocated: false,
     };
     Ok((open_segment_file(&path, fault)?, seg))
 }
@@ -421,6 +461,10 @@ impl WriterMetrics {
 /// Everything the writer thread owns.
 struct WriterThread<C> {
     cfg: WalConfig,
+    /// Set by the spare thread once `SPARE_NAME` is zero-filled and durable.
+    spare_ready: Arc<AtomicBool>,
+    /// Asks the spare thread for the next spare (None: preallocation off).
+    spare_tx: Option<Sender<()>>,
     metrics: WriterMetrics,
     next_lsn: u64,
     segment: OpenSegment,
@@ -450,6 +494,7 @@ impl<C: Completion> WriterThread<C> {
 
     /// The last sync (with fsync = none) and the closing log line.
     fn finish(mut self) {
+        drop(self.spare_tx.take());
         if self.cfg.fsync == FsyncPolicy::None && self.shared.failed().is_none() {
             if let Err(e) = self.file.sync_data() {
                 error!(shard = self.cfg.shard, error = %e, "WAL: final sync at shutdown failed");
@@ -490,13 +535,33 @@ impl<C: Completion> WriterThread<C> {
         );
         assert_eq!(last - first + 1, count, "batch LSNs not consecutive");
         let len_bytes = batch.bytes.len() as u64;
-        if self.segment.len_bytes > 0
-            && self.segment.len_bytes + len_bytes > self.cfg.segment_bytes_max
-        {
+        let full = self.segment.len_bytes > 0
+            && self.segment.len_bytes + len_bytes > self.cfg.segment_bytes_max;
+        // A plain segment gives way to a preallocated one as soon as one is ready.
+        let upgrade = !self.segment.preallocated && self.spare_ready.load(Ordering::Acquire);
+        if full || upgrade {
             self.rotate(first)?;
         }
-        match self.file.write_at(&batch.bytes, self.segment.len_bytes) {
-            Ok(n) if n == batch.bytes.len() => {}
+        let mut start = 0;
+        // Each pass writes at least one whole record, so at most `count` passes.
+        while start < batch.bytes.len() {
+            let end = chunk_end(&batch.bytes, start);
+            self.write_chunk(&batch.bytes[start..end], start as u64, first)?;
+            start = end;
+        }
+        self.segment.len_bytes += len_bytes;
+        self.next_lsn = last + 1;
+        self.shared.set_durable(last);
+        self.metrics.batch_records.record(count as f64);
+        self.metrics.bytes_total.increment(len_bytes);
+        Ok(())
+    }
+
+    /// Writes `bytes` (whole records) at `offset` past the durable end of the segment and,
+    /// with fsync = always, syncs them.
+    fn write_chunk(&mut self, bytes: &[u8], offset: u64, first: u64) -> Result<(), WalFailed> {
+        match self.file.write_at(bytes, self.segment.len_bytes + offset) {
+            Ok(n) if n == bytes.len() => {}
             Ok(_) => return Err(self.fail(WalFailReason::ShortWrite, first, None)),
             Err(e) if e.raw_os_error() == Some(ENOSPC) => {
                 return Err(self.fail(WalFailReason::NoSpace, first, Some(&e)))
@@ -512,24 +577,34 @@ impl<C: Completion> WriterThread<C> {
                 .fsync_seconds
                 .record(started.elapsed().as_secs_f64());
         }
-        self.segment.len_bytes += len_bytes;
-        self.next_lsn = last + 1;
-        self.shared.set_durable(last);
-        self.metrics.batch_records.record(count as f64);
-        self.metrics.bytes_total.increment(len_bytes);
         Ok(())
     }
 
-    /// Closes the current segment and starts `wal-{first_lsn}.log`.
+    /// Closes the current segment and starts `wal-{first_lsn}.log`: the spare renamed into
+    /// place when one is ready, else a new plain segment.
     fn rotate(&mut self, first_lsn: u64) -> Result<(), WalFailed> {
         if self.cfg.fsync == FsyncPolicy::None {
             // Keep "everything before a rotation is on disk" true even without per-batch sync.
             let _ = self.file.sync_data();
         }
-        let path = match create_segment(&self.cfg.dir, first_lsn) {
+        let spare = self.spare_ready.swap(false, Ordering::AcqRel);
+        let created = if spare {
+            let path = self.cfg.dir.join(segment_name(first_lsn));
+            // Replaces an empty plain segment of the same name, if that is what is open.
+            fs::rename(self.cfg.dir.join(SPARE_NAME), &path)
+                .and_then(|()| sync_dir(&self.cfg.dir))
+                .map(|()| path)
+        } else {
+            create_segment(&self.cfg.dir, first_lsn)
+        };
+        let path = match created {
             Ok(path) => path,
             Err(e) => return Err(self.fail(create_reason(&e), first_lsn, Some(&e))),
         };
+        if let Some(tx) = &self.spare_tx {
+            // Full only while a request is already pending.
+            let _ = tx.try_send(());
+        }
         match open_segment_file(&path, self.fault.as_ref()) {
             Ok(file) => self.file = file,
             Err(e) => return Err(self.fail(create_reason(&e), first_lsn, Some(&e))),
@@ -543,6 +618,7 @@ impl<C: Completion> WriterThread<C> {
             path,
             first_lsn,
             len_bytes: 0,
+            preallocated: spare,
         };
         Ok(())
     }
@@ -648,5 +724,107 @@ fn snapshot_loop(
             ),
             Err(e) => error!(shard, lsn, error = %e, "WAL: pruning after snapshot failed"),
         }
+    }
+}
+
+/// End of the piece of `bytes` (whole records from `start`) written before the next sync: as
+/// many records as fit in `WRITE_CHUNK_BYTES`, and at least one.
+fn chunk_end(bytes: &[u8], start: usize) -> usize {
+    let mut end = start;
+    // Bounded: each step passes one whole record (the batch was checked to be well-formed).
+    while end < bytes.len() {
+        let len = u32::from_le_bytes(bytes[end..end + 4].try_into().expect("4 bytes")) as usize;
+        let next = end + super::record::RECORD_PREFIX_BYTES + len;
+        if end > start && next - start > WRITE_CHUNK_BYTES {
+            break;
+        }
+        end = next;
+    }
+    end
+}
+
+/// Body of the spare thread: on each request, zero-fills `SPARE_NAME` to `bytes` and makes it
+/// durable, then raises `ready`. Ends when the writer drops its sender.
+fn spare_loop(
+    rx: Receiver<()>,
+    dir: &Path,
+    bytes: u64,
+    ready: &AtomicBool,
+    shared: &Shared,
+    shard: u16,
+) {
+    for () in rx.iter() {
+        if ready.load(Ordering::Acquire) {
+            continue;
+        }
+        let started = Instant::now();
+        match prepare_spare(dir, bytes, &shared.stopping) {
+            Ok(true) => {
+                ready.store(true, Ordering::Release);
+                info!(
+                    shard,
+                    ms = started.elapsed().as_millis() as u64,
+                    "WAL: spare segment ready"
+                );
+            }
+            Ok(false) => return,
+            Err(e) => warn!(shard, error = %e, "WAL: cannot prepare a spare segment; \
+                the next segment is appended to instead"),
+        }
+    }
+}
+
+/// Writes the zero-filled spare; false if `stopping` cut it short.
+fn prepare_spare(dir: &Path, bytes: u64, stopping: &AtomicBool) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join(SPARE_NAME);
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)?;
+    let zeros = vec![0u8; WRITE_CHUNK_BYTES];
+    let mut offset = 0u64;
+    // Bounded by bytes / WRITE_CHUNK_BYTES steps.
+    while offset < bytes {
+        if stopping.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let n = (bytes - offset).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], offset)?;
+        offset += n as u64;
+    }
+    file.sync_all()?;
+    sync_dir(dir)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::record::encode_record;
+
+    #[test]
+    fn chunks_are_whole_records_within_the_unsynced_window() {
+        // 3 000 records of 1 017 bytes: about 1 031 fit in one chunk.
+        let mut bytes = Vec::new();
+        for lsn in 1..=3_000u64 {
+            encode_record(&mut bytes, lsn, 1, &[7u8; 1_000]);
+        }
+        let (mut start, mut ends) = (0, Vec::new());
+        while start < bytes.len() {
+            let end = chunk_end(&bytes, start);
+            assert!(end - start <= WRITE_CHUNK_BYTES && (end - start) % 1_017 == 0);
+            ends.push(end);
+            start = end;
+        }
+        assert_eq!(ends, vec![1_031 * 1_017, 2_062 * 1_017, 3_000 * 1_017]);
+        // A record larger than a chunk goes alone.
+        let mut big = Vec::new();
+        encode_record(&mut big, 1, 1, &vec![1u8; WRITE_CHUNK_BYTES + 10]);
+        encode_record(&mut big, 2, 1, b"x");
+        let first = chunk_end(&big, 0);
+        assert_eq!(first, WRITE_CHUNK_BYTES + 10 + 17);
+        assert_eq!(chunk_end(&big, first), big.len());
     }
 }

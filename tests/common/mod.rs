@@ -43,10 +43,7 @@ impl Switch {
     pub fn start_on(data_dir: &Path, extra: &str) -> Switch {
         std::fs::create_dir_all(data_dir).unwrap();
         let config_path = data_dir.with_extension("toml");
-        let config = format!(
-            "data_dir = {data_dir:?}\nlog = \"info\"\n{extra}\n",
-            data_dir = data_dir.display().to_string()
-        );
+        let config = config_file(data_dir, extra);
         std::fs::write(&config_path, config).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_authswitch"))
             .args(["serve", "--config"])
@@ -259,6 +256,24 @@ impl Drop for Switch {
 /// are added besides ephemeral ports), with the test token only when `with_token`; waits up to
 /// `timeout` for it to exit on its own. Returns (exit status, stderr), or None (after killing
 /// it) when it was still running: for starts that must be refused.
+/// Segment size of test switches: small, so tests rotate segments and each start's spare
+/// segment is quick to zero-fill.
+pub const TEST_SEGMENT_BYTES: u64 = 1 << 20;
+
+/// The config file of a test switch: `extra` plus a 1 MiB `[wal] segment_bytes_max`.
+fn config_file(data_dir: &Path, extra: &str) -> String {
+    let segment = format!("segment_bytes_max = {TEST_SEGMENT_BYTES}\n");
+    let extra = if extra.contains("[wal]\n") {
+        extra.replacen("[wal]\n", &format!("[wal]\n{segment}"), 1)
+    } else {
+        format!("{extra}\n[wal]\n{segment}")
+    };
+    format!(
+        "data_dir = {:?}\nlog = \"info\"\n{extra}\n",
+        data_dir.display().to_string()
+    )
+}
+
 pub fn serve_until_exit(
     data_dir: &Path,
     extra: &str,
@@ -268,10 +283,7 @@ pub fn serve_until_exit(
 ) -> Option<(ExitStatus, String)> {
     std::fs::create_dir_all(data_dir).unwrap();
     let config_path = data_dir.with_extension("toml");
-    let config = format!(
-        "data_dir = {:?}\nlog = \"info\"\n{extra}\n",
-        data_dir.display().to_string()
-    );
+    let config = config_file(data_dir, extra);
     std::fs::write(&config_path, config).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_authswitch"));
     command
