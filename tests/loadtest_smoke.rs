@@ -47,6 +47,10 @@ fn check_complete(r: &Value) {
             r["latency_us"][p].as_u64().is_some(),
             "latency_us.{p} in {r}"
         );
+        assert!(
+            r["served_latency_us"][p].as_u64().is_some(),
+            "served_latency_us.{p} in {r}"
+        );
     }
     assert!(r["throughput_per_s"].as_f64().unwrap() > 0.0);
 }

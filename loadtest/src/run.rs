@@ -268,6 +268,7 @@ fn build_report(cfg: &RunConfig, shared: &Shared, outcomes: &[ConnOutcome]) -> R
         dropped: all.dropped,
         throughput_per_s,
         latency_us: stats::summarize(&all.latency_us),
+        served_latency_us: stats::summarize(&all.served_latency_us),
         response_codes: stats::codes_map(&all),
         sent_by_kind: stats::kinds_map(&all),
         mix: cfg.mix.to_string(),

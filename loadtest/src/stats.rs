@@ -23,6 +23,9 @@ pub const OTHER_CODE: [u8; 2] = *b"??";
 #[derive(Clone, Debug)]
 pub struct ConnStats {
     pub latency_us: Histogram<u64>,
+    /// Latency of the responses that were served: every DE39 but 91 and 96 (shed or refused
+    /// by the switch without a decision).
+    pub served_latency_us: Histogram<u64>,
     pub sent: u64,
     pub responses: u64,
     /// Undecodable responses, wrong response MTIs, requests lost with the connection.
@@ -41,6 +44,8 @@ impl Default for ConnStats {
         ConnStats {
             latency_us: Histogram::new_with_bounds(1, LATENCY_US_MAX, 3)
                 .expect("static histogram bounds are valid"),
+            served_latency_us: Histogram::new_with_bounds(1, LATENCY_US_MAX, 3)
+                .expect("static histogram bounds are valid"),
             sent: 0,
             responses: 0,
             errors: 0,
@@ -57,6 +62,15 @@ impl ConnStats {
     pub fn record_latency_us(&mut self, latency_us: u64) {
         self.latency_us
             .saturating_record(latency_us.clamp(1, LATENCY_US_MAX));
+    }
+
+    /// Records one response's latency, and as served unless DE39 says it was not decided.
+    pub fn record_response(&mut self, latency_us: u64, code: [u8; 2]) {
+        self.record_latency_us(latency_us);
+        if code != *b"91" && code != *b"96" {
+            self.served_latency_us
+                .saturating_record(latency_us.clamp(1, LATENCY_US_MAX));
+        }
     }
 
     pub fn count_code(&mut self, code: [u8; 2], count: u64) {
@@ -77,6 +91,9 @@ impl ConnStats {
     pub fn merge(&mut self, other: &ConnStats) {
         self.latency_us
             .add(&other.latency_us)
+            .expect("histograms share bounds");
+        self.served_latency_us
+            .add(&other.served_latency_us)
             .expect("histograms share bounds");
         self.sent += other.sent;
         self.responses += other.responses;
@@ -123,6 +140,8 @@ pub struct Report {
     pub throughput_per_s: f64,
     /// Open loop measures from the intended send time (coordinated omission corrected).
     pub latency_us: LatencySummary,
+    /// The same, of the responses served (DE39 other than 91 and 96).
+    pub served_latency_us: LatencySummary,
     pub response_codes: BTreeMap<String, u64>,
     pub sent_by_kind: BTreeMap<&'static str, u64>,
     pub mix: String,
@@ -194,6 +213,14 @@ pub fn render_table(r: &Report) -> String {
         "              {:<8} {:<8} {:<8} {:<8} {:<8} {}",
         l.min, l.p50, l.p90, l.p99, l.p999, l.max
     );
+    let v = &r.served_latency_us;
+    if v != l {
+        let _ = writeln!(
+            s,
+            "  served      {:<8} {:<8} {:<8} {:<8} {:<8} {}",
+            v.min, v.p50, v.p90, v.p99, v.p999, v.max
+        );
+    }
     let codes: Vec<String> = r
         .response_codes
         .iter()
@@ -229,6 +256,21 @@ pub fn render_table(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shed_responses_are_not_served_latency() {
+        let mut s = ConnStats::default();
+        s.record_response(100, *b"00");
+        s.record_response(200, *b"51");
+        s.record_response(5_000, *b"91");
+        s.record_response(7_000, *b"96");
+        assert_eq!(s.latency_us.len(), 4);
+        assert_eq!(s.served_latency_us.len(), 2);
+        assert_eq!(s.served_latency_us.max(), 200);
+        let mut total = ConnStats::default();
+        total.merge(&s);
+        assert_eq!(total.served_latency_us.len(), 2);
+    }
 
     #[test]
     fn merge_adds_counts_codes_and_histograms() {

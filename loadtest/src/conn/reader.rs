@@ -106,8 +106,8 @@ pub(super) fn on_frames(
         }
         st.stats.responses += 1;
         let latency = now.saturating_duration_since(p.measure_from);
-        st.stats.record_latency_us(latency.as_micros() as u64);
         let code = msg.response_code().unwrap_or(OTHER_CODE);
+        st.stats.record_response(latency.as_micros() as u64, code);
         st.stats.count_code(code, 1);
         apply(shared, st, &p, &code, &msg);
     }
