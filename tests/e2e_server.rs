@@ -298,6 +298,33 @@ fn slow_sender_is_cut_off_and_others_are_not() {
         .contains("authswitch_frames_rejected_total{reason=\"slow_sender\"} 1"));
 }
 
+/// A peer that keeps sending, each write ending in the middle of a frame, is making progress:
+/// the frame-read timeout runs per frame, not from the first partial frame ever seen.
+#[test]
+fn a_steady_sender_whose_writes_split_frames_is_not_cut() {
+    let switch = Switch::start("[server]\nframe_read_timeout_ms = 300\n");
+    switch.provision(10_000_000, PAN);
+    let mut client = switch.client();
+    let frames: Vec<Vec<u8>> = (1..=40u32)
+        .map(|stan| client.encode(&auth_0100(PAN, 1, stan)))
+        .collect();
+    let stream: Vec<u8> = frames.concat();
+    let piece = frames[0].len() * 3 / 2;
+    // 40 frames in pieces of one and a half frames, 50 ms apart: about 1.3 s in all, over
+    // four times the timeout, and the buffer ends in a partial frame after every write.
+    for chunk in stream.chunks(piece) {
+        client.send_raw(chunk);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..40 {
+        assert_eq!(de39(&client.recv()), "00");
+    }
+    assert_eq!(
+        switch.metric("authswitch_frames_rejected_total{reason=\"slow_sender\"}"),
+        0.0
+    );
+}
+
 #[test]
 fn oversized_length_header_closes_the_connection_and_is_counted() {
     let switch = Switch::start("[server]\nframe_len_max = 1000\n");

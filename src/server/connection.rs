@@ -69,6 +69,9 @@ async fn read_loop(
                 Ok(None) => break,
                 Err(error) => return framing_error(&error),
             };
+            // A whole frame arrived: the peer is making progress, so the slow-sender clock
+            // restarts at the next partial frame (and never runs while we hold reads back).
+            partial_since = None;
             if frame.body.is_empty() {
                 handles().reject(Reject::ZeroLength);
                 continue;
