@@ -28,6 +28,9 @@ use super::{CommitMode, FsyncPolicy, WalConfig, SNAPSHOT_QUEUE_MAX};
 /// only within this much of the end of the log (see `recovery::unfinished_write`).
 pub const WRITE_CHUNK_BYTES: usize = 1 << 20;
 
+/// Pause of the spare thread after each zero-filled MiB (64 MiB take about a quarter second).
+const SPARE_PACE: Duration = Duration::from_millis(2);
+
 /// The zero-filled file the spare thread prepares for the next segment.
 pub const SPARE_NAME: &str = "wal-spare.tmp";
 
@@ -785,14 +788,17 @@ fn prepare_spare(dir: &Path, bytes: u64, stopping: &AtomicBool) -> io::Result<bo
         .open(&path)?;
     let zeros = vec![0u8; WRITE_CHUNK_BYTES];
     let mut offset = 0u64;
-    // Bounded by bytes / WRITE_CHUNK_BYTES steps.
+    // Bounded by bytes / WRITE_CHUNK_BYTES steps. Each piece is synced on its own and followed
+    // by a pause, so the WAL's own syncs never queue behind tens of MiB of zeros.
     while offset < bytes {
         if stopping.load(Ordering::Acquire) {
             return Ok(false);
         }
         let n = (bytes - offset).min(zeros.len() as u64) as usize;
         file.write_all_at(&zeros[..n], offset)?;
+        file.sync_data()?;
         offset += n as u64;
+        std::thread::sleep(SPARE_PACE);
     }
     file.sync_all()?;
     sync_dir(dir)?;
