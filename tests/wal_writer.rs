@@ -238,7 +238,9 @@ fn preallocated_segments_recover_and_a_torn_last_write_is_cut() {
     let writer = WalWriter::<Done>::start(cfg.clone(), &Recovered::empty()).unwrap();
     submit(&writer, 1, 1); // into the plain first segment
     wait_spare();
-    submit(&writer, 11, 40); // moves to the spare, then fills it and rotates
+    submit(&writer, 11, 30); // moves to the spare and fills it (30 batches fit)
+    wait_spare();
+    submit(&writer, 311, 10); // rotates into the next spare
     writer.shutdown();
     assert_eq!(log.lock().unwrap().len(), 410);
 
