@@ -771,8 +771,12 @@ fn spare_loop(
                 );
             }
             Ok(false) => return,
-            Err(e) => warn!(shard, error = %e, "WAL: cannot prepare a spare segment; \
-                the next segment is appended to instead"),
+            Err(e) => {
+                // A full disk must not lose its last bytes to a half-made spare.
+                let _ = fs::remove_file(dir.join(SPARE_NAME));
+                warn!(shard, error = %e, "WAL: cannot prepare a spare segment; \
+                    the next segment is appended to instead");
+            }
         }
     }
 }
