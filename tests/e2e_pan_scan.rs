@@ -5,21 +5,10 @@
 mod common;
 
 use authswitch::iso8583::{MessageBuilder, Mti};
-use common::{auth_0100, de39, Switch};
+use common::{auth_0100, de39, files_under, Switch};
 use serde_json::json;
 
 const PANS: [&str; 3] = ["4000056655665556", "5555555555554444", "4242424242424242"];
-
-fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files_under(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
-}
 
 /// The PAN as ASCII digits and as packed BCD (how a BCD dialect would carry it).
 fn needles(pan: &str) -> Vec<Vec<u8>> {

@@ -9,28 +9,12 @@ mod common;
 use std::collections::HashMap;
 
 use authswitch::iso8583::{MessageBuilder, Mti};
-use common::{de39, Client, Switch};
+use common::{de39, Client, Rng, Switch};
 use serde_json::json;
 
 const CARDS: usize = 16;
 const ROUNDS: usize = 200;
 const FUNDS: i64 = 50_000;
-
-/// xorshift64*: a seeded, dependency-free generator so failures replay exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// What the model knows of one approved authorization.
 #[derive(Clone)]

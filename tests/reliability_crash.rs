@@ -13,13 +13,13 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use authswitch::iso8583::{MessageBuilder, Mti};
-use common::{de39, field, http, serve_until_exit, Client, Switch, TOKEN};
+use common::{de39, field, files_under, http, serve_until_exit, Client, Rng, Switch, TOKEN};
 use serde_json::{json, Value};
 
 const CYCLES_DEFAULT: usize = 20;
@@ -37,23 +37,6 @@ const KILL_AFTER_MS_MAX: u64 = 400;
 /// Pending holds per card at most (the API lists 100 per page): beyond, the plan reverses.
 const HOLDS_MAX: u64 = 60;
 const CONFIG: &str = "[wal]\nsnapshot_every_records = 50\n";
-
-/// xorshift64*: seeded so a failing run replays with the printed seed.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// One pending hold as the model knows it; its terminal id (DE41) identifies it in the API.
 #[derive(Clone, Debug)]
@@ -661,17 +644,6 @@ fn cycle(
         cards.extend(driven.cards);
     }
     (cards, lost, captures)
-}
-
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files_under(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
 }
 
 /// No PAN (digits, BCD, or its first 12 digits) in the data dir, the logs or /metrics.

@@ -451,15 +451,8 @@ impl Client {
 
     /// Encodes and sends one message without waiting.
     pub fn send(&mut self, builder: &MessageBuilder<'_>) {
-        let mut out = BytesMut::new();
-        let format = self.format;
-        self.codec
-            .write_frame(None, &mut out, |body| {
-                builder.encode(&format, body).map_err(|e| panic!("{e}"))
-            })
-            .map_err(|e: authswitch::iso8583::FrameError| e)
-            .unwrap();
-        self.stream.write_all(&out).unwrap();
+        let frame = self.encode(builder);
+        self.stream.write_all(&frame).unwrap();
     }
 
     /// The framed bytes of one message, as `send` would write them.
@@ -537,4 +530,34 @@ pub fn field(message: &Message, n: u8) -> Option<String> {
     message
         .raw(n)
         .map(|v| String::from_utf8_lossy(v).to_string())
+}
+
+/// xorshift64*: a seeded, dependency-free generator, so a failing randomized test replays
+/// exactly from the seed it prints.
+#[derive(Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Every file below `dir`, appended to `out`.
+pub fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
 }
