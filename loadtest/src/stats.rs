@@ -39,13 +39,20 @@ pub struct ConnStats {
     codes: Vec<([u8; 2], u64)>,
 }
 
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("static histogram bounds are valid")
+}
+
+/// Records `latency_us` within the histogram's range (zero as 1 µs, beyond it as the max).
+fn record_clamped(h: &mut Histogram<u64>, latency_us: u64) {
+    h.saturating_record(latency_us.clamp(1, LATENCY_US_MAX));
+}
+
 impl Default for ConnStats {
     fn default() -> Self {
         ConnStats {
-            latency_us: Histogram::new_with_bounds(1, LATENCY_US_MAX, 3)
-                .expect("static histogram bounds are valid"),
-            served_latency_us: Histogram::new_with_bounds(1, LATENCY_US_MAX, 3)
-                .expect("static histogram bounds are valid"),
+            latency_us: latency_histogram(),
+            served_latency_us: latency_histogram(),
             sent: 0,
             responses: 0,
             errors: 0,
@@ -60,16 +67,14 @@ impl Default for ConnStats {
 
 impl ConnStats {
     pub fn record_latency_us(&mut self, latency_us: u64) {
-        self.latency_us
-            .saturating_record(latency_us.clamp(1, LATENCY_US_MAX));
+        record_clamped(&mut self.latency_us, latency_us);
     }
 
     /// Records one response's latency, and as served unless DE39 says it was not decided.
     pub fn record_response(&mut self, latency_us: u64, code: [u8; 2]) {
         self.record_latency_us(latency_us);
         if code != *b"91" && code != *b"96" {
-            self.served_latency_us
-                .saturating_record(latency_us.clamp(1, LATENCY_US_MAX));
+            record_clamped(&mut self.served_latency_us, latency_us);
         }
     }
 
