@@ -10,7 +10,7 @@ use authswitch::domain::controls::{Interval, SpendingControls, SpendingLimit};
 use authswitch::domain::Currency;
 use authswitch::ledger::testkit::{admin, purchase, Fixture, T0_S};
 use authswitch::ledger::{apply, Command, Outcome, TimeoutDecision, TxnKey, WebhookConfig};
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 fn limits() -> SpendingControls {
     let limit = |amount_minor, interval| SpendingLimit {
@@ -31,6 +31,7 @@ fn limits() -> SpendingControls {
 fn bench_authorize(c: &mut Criterion) {
     run(c, "authorize_3_limits", false);
     run(c, "authorize_3_limits_other_account_webhook", true);
+    run_windows(c);
 }
 
 /// A second account of the shard with a decision endpoint.
@@ -90,13 +91,22 @@ fn shard(webhook_elsewhere: bool) -> Fixture {
     f
 }
 
-/// One approval under key `n`.
-fn authorize(f: &mut Fixture, cmd: &mut Command, n: u64) {
+/// Gives `cmd` key `n`.
+fn set_key(cmd: &mut Command, n: u64) {
     if let Command::Authorize(req) = cmd {
         let mut k = [0u8; 16];
         k[..8].copy_from_slice(&n.to_le_bytes());
         req.key = TxnKey(k);
     }
+}
+
+/// One approval under key `n`.
+fn authorize(f: &mut Fixture, cmd: &mut Command, n: u64) {
+    set_key(cmd, n);
+    apply_approved(f, cmd);
+}
+
+fn apply_approved(f: &mut Fixture, cmd: &Command) {
     let out = apply(&mut f.state, black_box(cmd), T0_S);
     assert!(matches!(out, Outcome::Authorization(ref a) if a.code.is_approval()));
     black_box(out);
@@ -128,6 +138,44 @@ fn run(c: &mut Criterion, name: &str, webhook_elsewhere: bool) {
             timed
         })
     });
+}
+
+/// Authorizations as the shard thread takes them from its queue: `WINDOW` at a time, their
+/// key-index slots read ahead (`ShardState::warm`) before each is decided and applied. Reported
+/// per authorization (criterion's throughput in elements).
+const WINDOW: u64 = 32;
+
+fn run_windows(c: &mut Criterion) {
+    let mut f = shard(false);
+    let mut cmds: Vec<Command> = (0..WINDOW)
+        .map(|_| Command::Authorize(purchase(f.card, 0, 1)))
+        .collect();
+    let mut n = PREFILL;
+    let mut group = c.benchmark_group("authorize_3_limits_window");
+    group.throughput(Throughput::Elements(WINDOW));
+    group.bench_function("32", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                if n + WINDOW > HOLDS_MAX {
+                    f = shard(false);
+                    n = PREFILL;
+                }
+                let started = std::time::Instant::now();
+                for cmd in cmds.iter_mut() {
+                    n += 1;
+                    set_key(cmd, n);
+                    f.state.warm(cmd);
+                }
+                for cmd in &cmds {
+                    apply_approved(&mut f, cmd);
+                }
+                timed += started.elapsed();
+            }
+            timed
+        })
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench_authorize);

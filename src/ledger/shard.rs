@@ -151,6 +151,9 @@ pub struct ShardParams {
 }
 
 /// How long the queue wait must stay above target before shedding starts (CoDel's interval).
+/// Jobs taken off the queue, and their key-index slots read ahead, at a time.
+const WARM_WINDOW: usize = 32;
+
 pub const SHED_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Sheds a standing queue, the way CoDel does: when even the shortest wait of every network
@@ -218,6 +221,7 @@ pub fn run(
     let mut shedder = Shedder::new(params.queue_wait_target, Instant::now());
     let shed_total = metrics::counter!(crate::metrics::QUEUE_SHED_TOTAL,
         "shard" => params.shard.to_string());
+    let mut window: Vec<Job> = Vec::with_capacity(WARM_WINDOW);
     loop {
         let first = match jobs.recv_timeout(params.expiry_tick.min(Duration::from_millis(500))) {
             Ok(job) => Some(job),
@@ -236,18 +240,40 @@ pub fn run(
             batch.take(job, now, state, now_s, &mut payload);
         };
         if let Some(job) = first {
-            take(&mut batch, job, &mut state);
+            window.push(job);
             let mut taken = 1;
-            // Bounded by batch_records_max jobs, shed ones included.
-            while taken < params.batch_records_max {
-                match jobs.try_recv() {
-                    Ok(job) => take(&mut batch, job, &mut state),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
-                        shedder.idle(Instant::now());
-                        break;
+            // Bounded by batch_records_max jobs, shed ones included. The jobs come off the
+            // queue a window at a time; the window's key-index slots are read ahead together
+            // (`ShardState::warm`) before any of them is decided.
+            loop {
+                let mut drained = false;
+                while taken < params.batch_records_max && window.len() < WARM_WINDOW {
+                    match jobs.try_recv() {
+                        Ok(job) => window.push(job),
+                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
+                            drained = true;
+                            break;
+                        }
+                    }
+                    taken += 1;
+                }
+                if window.len() > 1 {
+                    for job in &window {
+                        if let Work::Command(command) = &job.work {
+                            state.warm(command);
+                        }
                     }
                 }
-                taken += 1;
+                for job in window.drain(..) {
+                    take(&mut batch, job, &mut state);
+                }
+                if drained {
+                    shedder.idle(Instant::now());
+                    break;
+                }
+                if taken >= params.batch_records_max {
+                    break;
+                }
             }
         } else {
             shedder.idle(Instant::now());
