@@ -143,6 +143,10 @@ pub struct RunArgs {
     /// Open loop: requests per second over all connections.
     #[arg(long, default_value_t = 1000)]
     pub rate: u64,
+    /// Open loop: pacing period in microseconds; each connection sends what is due by the
+    /// next tick. 1000 is tokio's own timer resolution.
+    #[arg(long, default_value_t = 100)]
+    pub tick_us: u64,
     /// Closed loop: requests outstanding over all connections.
     #[arg(long, default_value_t = 64)]
     pub in_flight: u32,
@@ -205,6 +209,7 @@ pub struct RunConfig {
     pub admin_token: String,
     pub mode: Mode,
     pub rate_per_s: u64,
+    pub tick: Duration,
     pub in_flight: u32,
     pub connections: u32,
     pub duration: Duration,
@@ -259,6 +264,7 @@ impl RunArgs {
         )?;
         range("in-flight", self.in_flight.into(), 1, IN_FLIGHT_MAX.into())?;
         range("rate", self.rate, 1, RATE_MAX)?;
+        range("tick-us", self.tick_us, 10, 1000)?;
         range("timeout-ms", self.timeout_ms, 1, TIMEOUT_MS_MAX)?;
         range("cards", self.cards.into(), 1, CARDS_MAX.into())?;
         range("accounts", self.accounts.into(), 1, ACCOUNTS_MAX.into())?;
@@ -291,6 +297,7 @@ impl RunArgs {
             admin_token: self.admin_token.clone(),
             mode: self.mode,
             rate_per_s: self.rate,
+            tick: Duration::from_micros(self.tick_us),
             in_flight: self.in_flight,
             connections: self.connections,
             duration: Duration::from_secs_f64(duration_s),

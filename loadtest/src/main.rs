@@ -11,6 +11,7 @@ mod conn;
 mod echo_host;
 mod merchant;
 mod mix;
+mod pacer;
 mod plot;
 mod portfolio;
 mod run;

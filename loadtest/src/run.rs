@@ -44,6 +44,8 @@ pub enum RunError {
     Write { path: String, reason: String },
     #[error(transparent)]
     Plot(#[from] PlotError),
+    #[error("cannot start the pacer thread: {0}")]
+    Pacer(std::io::Error),
     #[error("a connection task failed: {reason}")]
     Task { reason: String },
 }
@@ -192,6 +194,12 @@ pub async fn run(cfg: RunConfig) -> Result<Report, RunError> {
     let encoder = RequestEncoder::new(cfg.wire, FRAME_LEN_MAX_DEFAULT);
     let connections = connect_all(&cfg, &encoder).await?;
     let start = Instant::now();
+    let ticks = match cfg.mode {
+        Mode::Open => {
+            Some(crate::pacer::spawn(cfg.tick, start + cfg.duration).map_err(RunError::Pacer)?)
+        }
+        Mode::Closed => None,
+    };
     let shared = Arc::new(Shared {
         portfolio,
         merchants,
@@ -204,6 +212,8 @@ pub async fn run(cfg: RunConfig) -> Result<Report, RunError> {
         timeout: cfg.timeout,
         start,
         deadline: start + cfg.duration,
+        tick: cfg.tick,
+        ticks,
         budget: Budget::new(cfg.requests_max),
         sent: AtomicU64::new(0),
         completed: AtomicU64::new(0),

@@ -71,6 +71,9 @@ pub struct Shared {
     pub start: Instant,
     /// No request is sent at or after this instant.
     pub deadline: Instant,
+    /// Open loop: the pacer's period, and its ticks (`None`: pace by tokio's timers alone).
+    pub tick: Duration,
+    pub ticks: Option<tokio::sync::watch::Receiver<u64>>,
     pub budget: Budget,
     pub sent: AtomicU64,
     pub completed: AtomicU64,

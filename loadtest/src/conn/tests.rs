@@ -35,6 +35,8 @@ fn shared() -> Shared {
         timeout: Duration::from_secs(1),
         start: now,
         deadline: now + Duration::from_secs(1),
+        tick: Duration::from_micros(100),
+        ticks: None,
         budget: Budget::new(None),
         sent: AtomicU64::new(0),
         completed: AtomicU64::new(0),

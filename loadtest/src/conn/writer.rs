@@ -92,14 +92,38 @@ impl Writer {
         let step_ns = (1_000_000_000u128 / rate) as u64;
         let interval_ns = (u128::from(shared.connections) * 1_000_000_000 / rate) as u64;
         let interval = Duration::from_nanos(interval_ns.max(1));
+        let mut ticks = shared.ticks.clone();
+        // What is due within one tick is sent at once; early requests count from their real
+        // send time, so earliness is never counted as switch latency.
+        let slack = if ticks.is_some() {
+            shared.tick
+        } else {
+            TIMER_SLACK
+        };
         let mut next_due = shared.start + Duration::from_nanos(step_ns * u64::from(self.index));
         while next_due < shared.deadline {
-            // Tokio timers fire on the next millisecond tick, up to 1 ms late: wake one tick
-            // early and send what is due within it, so timer lateness is not counted as
-            // switch latency. Early requests count from their real send time.
-            let wake = next_due.checked_sub(TIMER_SLACK).unwrap_or(next_due);
-            tokio::time::sleep_until(wake).await;
-            let horizon = Instant::now() + TIMER_SLACK;
+            let wake = next_due.checked_sub(slack).unwrap_or(next_due);
+            // Tokio timers fire on the next millisecond tick, up to 1 ms late: they bring
+            // the writer to within a millisecond of the due time, and the pacer's ticks
+            // (when it runs) the rest of the way.
+            if let Some(early) = wake.checked_sub(TIMER_SLACK) {
+                if early > Instant::now() {
+                    tokio::time::sleep_until(early).await;
+                }
+            }
+            match ticks.as_mut() {
+                Some(rx) => {
+                    while Instant::now() < wake {
+                        if rx.changed().await.is_err() {
+                            // The pacer stopped at the deadline.
+                            ticks = None;
+                            break;
+                        }
+                    }
+                }
+                None => tokio::time::sleep_until(wake).await,
+            }
+            let horizon = Instant::now() + slack;
             self.intended.clear();
             while self.intended.len() < BATCH_MAX
                 && next_due <= horizon
