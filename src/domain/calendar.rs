@@ -51,19 +51,54 @@ pub fn week_start_s(now_s: i64) -> i64 {
 
 /// Start of the calendar month (1st, 00:00 UTC) containing `now_s`.
 pub fn month_start_of_s(now_s: i64) -> i64 {
-    let (y, m, _) = civil_from_days(now_s.div_euclid(DAY_S));
-    month_start_s(y, m)
+    month_and_year_start_s(now_s.div_euclid(DAY_S)).0
 }
 
 /// Start of the calendar year (January 1, 00:00 UTC) containing `now_s`.
 pub fn year_start_of_s(now_s: i64) -> i64 {
-    let (y, _, _) = civil_from_days(now_s.div_euclid(DAY_S));
-    month_start_s(y, 1)
+    month_and_year_start_s(now_s.div_euclid(DAY_S)).1
+}
+
+thread_local! {
+    /// The last day asked for and its (month start, year start): a shard decides its
+    /// authorizations on the same day over and over, and the civil-date conversion is a
+    /// chain of divisions on every monthly or yearly limit. `i64::MIN` is no day.
+    static LAST_DAY: std::cell::Cell<(i64, i64, i64)> =
+        const { std::cell::Cell::new((i64::MIN, 0, 0)) };
+}
+
+/// (month start, year start) of day number `days`, memoized for the last day asked.
+fn month_and_year_start_s(days: i64) -> (i64, i64) {
+    LAST_DAY.with(|last| {
+        let (day, month_start, year_start) = last.get();
+        if day == days {
+            return (month_start, year_start);
+        }
+        let (y, m, _) = civil_from_days(days);
+        let starts = (month_start_s(y, m), month_start_s(y, 1));
+        last.set((days, starts.0, starts.1));
+        starts
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memoized_starts_follow_the_day_asked() {
+        // 2024-02-29 12:00, then 2024-03-01 00:00 (next month), then back, then 2025-01-01.
+        let leap = 19_782 * DAY_S + 43_200;
+        assert_eq!(month_start_of_s(leap), days_from_civil(2024, 2, 1) * DAY_S);
+        assert_eq!(year_start_of_s(leap), days_from_civil(2024, 1, 1) * DAY_S);
+        let march = 19_783 * DAY_S;
+        assert_eq!(month_start_of_s(march), days_from_civil(2024, 3, 1) * DAY_S);
+        assert_eq!(month_start_of_s(march - 1), days_from_civil(2024, 2, 1) * DAY_S);
+        let new_year = days_from_civil(2025, 1, 1) * DAY_S;
+        assert_eq!(year_start_of_s(new_year), new_year);
+        assert_eq!(year_start_of_s(new_year - 1), days_from_civil(2024, 1, 1) * DAY_S);
+        assert_eq!(month_start_of_s(new_year - 1), days_from_civil(2024, 12, 1) * DAY_S);
+    }
 
     #[test]
     fn civil_round_trip() {
