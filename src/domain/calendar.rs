@@ -93,11 +93,20 @@ mod tests {
         assert_eq!(year_start_of_s(leap), days_from_civil(2024, 1, 1) * DAY_S);
         let march = 19_783 * DAY_S;
         assert_eq!(month_start_of_s(march), days_from_civil(2024, 3, 1) * DAY_S);
-        assert_eq!(month_start_of_s(march - 1), days_from_civil(2024, 2, 1) * DAY_S);
+        assert_eq!(
+            month_start_of_s(march - 1),
+            days_from_civil(2024, 2, 1) * DAY_S
+        );
         let new_year = days_from_civil(2025, 1, 1) * DAY_S;
         assert_eq!(year_start_of_s(new_year), new_year);
-        assert_eq!(year_start_of_s(new_year - 1), days_from_civil(2024, 1, 1) * DAY_S);
-        assert_eq!(month_start_of_s(new_year - 1), days_from_civil(2024, 12, 1) * DAY_S);
+        assert_eq!(
+            year_start_of_s(new_year - 1),
+            days_from_civil(2024, 1, 1) * DAY_S
+        );
+        assert_eq!(
+            month_start_of_s(new_year - 1),
+            days_from_civil(2024, 12, 1) * DAY_S
+        );
     }
 
     #[test]
