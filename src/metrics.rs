@@ -19,6 +19,7 @@ pub const SHARD_QUEUE_DEPTH: &str = "authswitch_shard_queue_depth";
 pub const SHARD_OVERLOADED_TOTAL: &str = "authswitch_shard_overloaded_total";
 pub const DEADLINE_MISSED_TOTAL: &str = "authswitch_deadline_missed_total";
 pub const QUEUE_SHED_TOTAL: &str = "authswitch_queue_shed_total";
+pub const DOOR_SHED_TOTAL: &str = "authswitch_door_shed_total";
 pub const CONNECTIONS_OPEN: &str = "authswitch_connections_open";
 pub const CONNECTIONS_TOTAL: &str = "authswitch_connections_total";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "authswitch_connections_refused_total";
@@ -86,6 +87,7 @@ pub struct Handles {
     pub connections_open: Gauge,
     pub connections_total: Counter,
     pub connections_refused: Counter,
+    pub door_shed: Counter,
     rejects: Vec<Counter>,
 }
 
@@ -107,6 +109,7 @@ impl Handles {
             connections_open: gauge!(CONNECTIONS_OPEN),
             connections_total: counter!(CONNECTIONS_TOTAL),
             connections_refused: counter!(CONNECTIONS_REFUSED_TOTAL),
+            door_shed: counter!(DOOR_SHED_TOTAL),
             rejects: rejects.collect(),
         }
     }

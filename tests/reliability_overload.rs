@@ -217,6 +217,7 @@ fn excess_load_is_answered_91_with_bounded_memory() {
             l.starts_with("authswitch_shard_overloaded_total")
                 || l.starts_with("authswitch_deadline_missed_total")
                 || l.starts_with("authswitch_queue_shed_total")
+                || l.starts_with("authswitch_door_shed_total")
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>();
@@ -224,5 +225,72 @@ fn excess_load_is_answered_91_with_bounded_memory() {
     // Still serving normally once the flood is over.
     let mut after = switch.client();
     assert_eq!(de39(&after.call(&inquiry(&pans[0], "1", 999_000))), "00");
+    assert!(switch.stop().success());
+}
+
+/// A connection at its in-flight bound answers the next request at the door: 91 at once,
+/// without asking the ledger, while the request that holds the permit still waits (here on
+/// its platform's decision). Network management is answered as usual at the door. Nothing is
+/// lost and no balance moves for the shed request.
+#[test]
+fn a_request_past_the_in_flight_bound_is_answered_91_at_the_door() {
+    const PAN: &str = "4000056655665556";
+    let switch = Switch::start("[server]\nin_flight_per_connection_max = 1\n");
+    let (account, _, _) = switch.provision(10_000, PAN);
+    // A decision endpoint that accepts and never answers: the first authorization holds
+    // the connection's only permit until its 1 s deadline.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/decide", silent.local_addr().unwrap());
+    let held: Arc<parking_lot::Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for stream in silent.incoming().take(4).flatten() {
+            keep.lock().push(stream);
+        }
+    });
+    let body = json!({"authorization_webhook": {"url": url, "secret": "whsec_door_0123456789",
+        "deadline_ms": 1000, "on_timeout": "decline"}});
+    switch.api_ok("POST", &format!("/v1/accounts/{account}"), Some(body));
+
+    let mut c = switch.client();
+    let started = Instant::now();
+    c.send(&common::auth_0100(PAN, 1_000, 1));
+    // Until the platform call is under way the first request is not yet waiting on it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while held.lock().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the switch never called the endpoint"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    c.send(&common::auth_0100(PAN, 2_000, 2));
+    let shed = c.recv();
+    assert_eq!(
+        (shed.stan(), de39(&shed).as_str()),
+        (Some(2), "91"),
+        "the second request is shed at the door"
+    );
+    assert_eq!(common::field(&shed, 4).as_deref(), Some("000000002000"));
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "answered before the first"
+    );
+    let mut echo = MessageBuilder::new(Mti::new(800));
+    echo.set_text(7, b"1122000000")
+        .set_number(11, 3)
+        .set_text(70, b"301");
+    c.send(&echo);
+    let echoed = c.recv();
+    assert_eq!((echoed.stan(), de39(&echoed).as_str()), (Some(3), "00"));
+    // The first gets its platform default once its deadline passes.
+    let first = c.recv();
+    assert_eq!((first.stan(), de39(&first).as_str()), (Some(1), "05"));
+    assert_eq!(switch.balance(&account), (10_000, 0, 0));
+    assert_eq!(switch.metric("authswitch_door_shed_total"), 1.0);
+    assert_eq!(
+        switch.metric("authswitch_requests_total{mti=\"0100\",de39=\"91\"}"),
+        1.0
+    );
     assert!(switch.stop().success());
 }

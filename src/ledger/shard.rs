@@ -75,6 +75,9 @@ pub enum Outgoing {
     /// A request the connection answered itself (network management, format errors, unknown
     /// cards) with this DE39.
     Local { ctx: WireCtx, de39: [u8; 2] },
+    /// Answered by the connection itself while it was at its in-flight bound (91, or the
+    /// network-management answer): it holds a door slot, not an in-flight permit.
+    Door { ctx: WireCtx, de39: [u8; 2] },
     /// A complete response frame built by the reader (a format error on an undecodable body).
     Encoded(bytes::Bytes),
 }

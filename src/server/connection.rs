@@ -1,10 +1,14 @@
 //! One ISO 8583 connection: a reader task and a writer task around a bounded reply channel.
 //!
 //! The reader turns bytes into frames, frames into messages, and messages into jobs for the
-//! shards (or answers them itself). Before it takes a request it takes one in-flight permit;
-//! at `in_flight_per_connection_max` it stops reading, so a peer that floods us or never reads
-//! its answers is held back by TCP instead of by our memory. The writer encodes every answer
-//! that is ready into one buffer and writes it with one syscall, then returns the permits.
+//! shards (or answers them itself). Before it takes a request it takes one in-flight permit.
+//! At `in_flight_per_connection_max` it answers further requests at the door, 91 without
+//! asking the ledger (`authswitch_door_shed_total`), so that a flood is answered at once
+//! instead of waiting in the socket buffers for a permit. The door has as many slots as there
+//! are permits; once they are taken too (the peer does not read its answers), the reader
+//! stops reading, so the peer is held back by TCP instead of by our memory. The writer
+//! encodes every answer that is ready into one buffer and writes it with one syscall, then
+//! returns the permits and slots.
 //! Answers may leave in a different order than their requests arrived (pipelining).
 //!
 //! The connection ends when the peer closes, on a framing error, on a timeout (idle, or a
@@ -18,7 +22,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Semaphore, TryAcquireError};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
@@ -40,10 +44,17 @@ pub async fn serve(socket: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
     let peer = socket.peer_addr().ok();
     let (rd, wr) = socket.into_split();
     let in_flight_max = shared.config.server.in_flight_per_connection_max;
-    let (tx, rx) = mpsc::channel(in_flight_max);
+    // Room for every in-flight answer plus as many answered at the door.
+    let (tx, rx) = mpsc::channel(2 * in_flight_max);
     let permits = Arc::new(Semaphore::new(in_flight_max));
-    let writer = tokio::spawn(write_loop(wr, rx, permits.clone(), shared.clone()));
-    let end = read_loop(rd, tx, permits, &shared, shutdown).await;
+    let door = Arc::new(Semaphore::new(in_flight_max));
+    let writer = tokio::spawn(write_loop(
+        wr,
+        rx,
+        [permits.clone(), door.clone()],
+        shared.clone(),
+    ));
+    let end = read_loop(rd, tx, [permits, door], &shared, shutdown).await;
     tracing::debug!(?peer, reason = end, "connection reader finished");
     // The writer ends once every request read has been answered (all senders dropped).
     let _ = writer.await;
@@ -52,7 +63,7 @@ pub async fn serve(socket: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
 async fn read_loop(
     mut rd: OwnedReadHalf,
     tx: mpsc::Sender<Outgoing>,
-    permits: Arc<Semaphore>,
+    [permits, door]: [Arc<Semaphore>; 2],
     shared: &Shared,
     shutdown: CancellationToken,
 ) -> &'static str {
@@ -76,11 +87,35 @@ async fn read_loop(
                 handles().reject(Reject::ZeroLength);
                 continue;
             }
-            // One permit per request; at the bound we stop reading (backpressure).
-            let Ok(permit) = permits.acquire().await else {
-                return "closed";
+            // One permit per request. At the bound the request is answered at the door
+            // (91) while door slots last; past those too, we stop reading (backpressure).
+            let frame = match permits.try_acquire() {
+                Ok(permit) => {
+                    permit.forget();
+                    frame
+                }
+                Err(TryAcquireError::Closed) => return "closed",
+                Err(TryAcquireError::NoPermits) => {
+                    let frame = match door.try_acquire() {
+                        Ok(slot) => {
+                            slot.forget();
+                            match answer_at_door(frame, &tx, shared) {
+                                Ok(()) => continue,
+                                Err(frame) => {
+                                    door.add_permits(1);
+                                    frame
+                                }
+                            }
+                        }
+                        Err(_) => frame,
+                    };
+                    let Ok(permit) = permits.acquire().await else {
+                        return "closed";
+                    };
+                    permit.forget();
+                    frame
+                }
             };
-            permit.forget();
             let ctx_arrived = Instant::now();
             match take_frame(frame, ctx_arrived, &tx, shared) {
                 Ok(true) => {}
@@ -137,6 +172,49 @@ fn framing_error(error: &FrameError) -> &'static str {
 
 /// Decodes one frame and routes it: to a shard, to a local answer, or (when not even the MTI
 /// and STAN can be read) to the end of the connection. `Ok(false)`: nothing will be answered.
+/// Answers a request at the door: 91 for anything the ledger would decide, the usual answer
+/// for network management (it costs nothing to give). The frame comes back when it is not a
+/// request we can answer this way (undecodable, or a message type we never answer); it then
+/// waits for an in-flight permit and takes the ordinary path.
+fn answer_at_door(
+    frame: crate::iso8583::Frame,
+    tx: &mpsc::Sender<Outgoing>,
+    shared: &Shared,
+) -> Result<(), crate::iso8583::Frame> {
+    let arrived = Instant::now();
+    let Ok(request) = Message::decode(frame.body.clone(), &shared.config.wire) else {
+        return Err(frame);
+    };
+    if request.mti().response().is_none() {
+        return Err(frame);
+    }
+    let de39 = match dispatch_network(&request) {
+        Some(de39) => de39,
+        None => {
+            handles().door_shed.increment(1);
+            *b"91"
+        }
+    };
+    let ctx = WireCtx {
+        request: Box::new(request),
+        arrived,
+        tpdu: frame.tpdu,
+    };
+    let _ = tx.try_send(Outgoing::Door { ctx, de39 });
+    Ok(())
+}
+
+/// The local answer of a network-management message (0800), `None` for anything else.
+fn dispatch_network(request: &Message) -> Option<[u8; 2]> {
+    if request.mti().value() != 800 {
+        return None;
+    }
+    match crate::server::dispatch::network_management(request) {
+        Dispatch::Local(de39) => Some(de39),
+        _ => Some(*b"30"),
+    }
+}
+
 fn take_frame(
     frame: crate::iso8583::Frame,
     arrived: Instant,
@@ -197,7 +275,7 @@ fn take_frame(
 async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Outgoing>,
-    permits: Arc<Semaphore>,
+    [permits, door]: [Arc<Semaphore>; 2],
     shared: Arc<Shared>,
 ) {
     let mut out = BytesMut::with_capacity(READ_CHUNK);
@@ -218,33 +296,45 @@ async fn write_loop(
             Some(item) = deferred.recv(), if deferred.outstanding() > 0 => item,
             else => break,
         };
-        let mut answered = usize::from(deferred.encode(first, &shared, &mut out));
+        // Answers written, by what they hold: [in-flight permits, door slots].
+        let mut answered = [0usize; 2];
+        let slot = slot_of(&first);
+        answered[slot] += usize::from(deferred.encode(first, &shared, &mut out));
         let mut taken = 1;
         while taken < WRITE_COALESCE_MAX {
             let Some(next) = rx.try_recv().ok().or_else(|| deferred.try_recv()) else {
                 break;
             };
-            answered += usize::from(deferred.encode(next, &shared, &mut out));
+            let slot = slot_of(&next);
+            answered[slot] += usize::from(deferred.encode(next, &shared, &mut out));
             taken += 1;
         }
-        if answered == 0 {
+        if answered == [0, 0] {
             continue;
         }
         match tokio::time::timeout(write_timeout, wr.write_all(&out)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => {
                 permits.close();
+                door.close();
                 return;
             }
             Err(_) => {
                 handles().reject(Reject::SlowReader);
                 tracing::info!("closing a connection that does not take its responses");
                 permits.close();
+                door.close();
                 return;
             }
         }
         out.clear();
-        permits.add_permits(answered);
+        permits.add_permits(answered[0]);
+        door.add_permits(answered[1]);
     }
     let _ = wr.shutdown().await;
+}
+
+/// Which bound an answer was counted against: 0 in-flight permits, 1 door slots.
+fn slot_of(item: &Outgoing) -> usize {
+    usize::from(matches!(item, Outgoing::Door { .. }))
 }

@@ -41,7 +41,7 @@ pub fn dispatch(msg: &Message, ledger: &Ledger) -> Dispatch {
 }
 
 /// 0800: sign-on (001), sign-off (002) and echo (301) are answered 00; any other code 12.
-fn network_management(msg: &Message) -> Dispatch {
+pub(crate) fn network_management(msg: &Message) -> Dispatch {
     match msg.network_management_code() {
         Some(1 | 2 | 301) => Dispatch::Local(*b"00"),
         Some(_) => Dispatch::Local(*b"12"),

@@ -23,7 +23,7 @@ const ECHO_NETWORK: [u8; 1] = [70];
 pub fn encode(item: Outgoing, shared: &Shared, out: &mut BytesMut) {
     match item {
         Outgoing::Encoded(frame) => out.extend_from_slice(&frame),
-        Outgoing::Local { ctx, de39 } => {
+        Outgoing::Local { ctx, de39 } | Outgoing::Door { ctx, de39 } => {
             let answer = WireAnswer::code(de39);
             write_response(&ctx.request, ctx.tpdu, &answer, shared, out);
             record(&ctx.request, ctx.arrived, de39);
