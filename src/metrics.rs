@@ -6,9 +6,12 @@
 //! id. The hot path uses handles resolved once here, so recording a request is a few atomic
 //! operations and never a label lookup.
 
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
-use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use metrics::{counter, gauge, Counter, Gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const REQUESTS_TOTAL: &str = "authswitch_requests_total";
@@ -79,11 +82,67 @@ impl Reject {
     }
 }
 
+/// Upper bounds of the latency buckets, in seconds (`_seconds` histograms).
+const LATENCY_BUCKETS_S: [f64; 14] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 1.0,
+];
+
+/// A latency histogram recorded on every request: fixed buckets of atomic counters.
+///
+/// The exporter's own histograms keep every sample in a shared lock-free list until a scrape
+/// or upkeep drains it, which costs an allocation now and then and several contended atomic
+/// operations per sample: measured at about 9 % of an I/O thread's time and 7 % of a shard's
+/// when both per-request durations went through it. Here a sample is two relaxed additions
+/// and a search of 14 bounds; the text is rendered at scrape time beside the exporter's.
+pub struct LatencyHistogram {
+    name: &'static str,
+    bounds_ns: [u64; LATENCY_BUCKETS_S.len()],
+    /// Per bucket (not cumulative), the last one for samples above every bound.
+    counts: [AtomicU64; LATENCY_BUCKETS_S.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl LatencyHistogram {
+    fn new(name: &'static str) -> Self {
+        LatencyHistogram {
+            name,
+            bounds_ns: LATENCY_BUCKETS_S.map(|s| (s * 1e9).round() as u64),
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    pub fn record(&self, elapsed: Duration) {
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = self.bounds_ns.partition_point(|&bound| bound < ns);
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Appends the Prometheus text of this histogram (cumulative buckets, sum, count).
+    fn render(&self, out: &mut String) {
+        let name = self.name;
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut cumulative = 0u64;
+        for (bound, count) in LATENCY_BUCKETS_S.iter().zip(&self.counts) {
+            cumulative += count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.counts[LATENCY_BUCKETS_S.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let sum_s = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum {sum_s}");
+        let _ = writeln!(out, "{name}_count {cumulative}");
+        out.push('\n');
+    }
+}
+
 /// Pre-resolved handles for everything recorded per request.
 pub struct Handles {
     requests: Vec<Counter>,
-    request_seconds: Histogram,
-    pub decision_seconds: Histogram,
+    request_seconds: LatencyHistogram,
+    pub decision_seconds: LatencyHistogram,
     pub connections_open: Gauge,
     pub connections_total: Counter,
     pub connections_refused: Counter,
@@ -104,8 +163,8 @@ impl Handles {
             .map(|r| counter!(FRAMES_REJECTED_TOTAL, "reason" => r.label()));
         Handles {
             requests,
-            request_seconds: histogram!(REQUEST_SECONDS),
-            decision_seconds: histogram!(DECISION_SECONDS),
+            request_seconds: LatencyHistogram::new(REQUEST_SECONDS),
+            decision_seconds: LatencyHistogram::new(DECISION_SECONDS),
             connections_open: gauge!(CONNECTIONS_OPEN),
             connections_total: counter!(CONNECTIONS_TOTAL),
             connections_refused: counter!(CONNECTIONS_REFUSED_TOTAL),
@@ -115,10 +174,10 @@ impl Handles {
     }
 
     /// Counts one answered request by its MTI and DE39, with its end-to-end duration.
-    pub fn request(&self, mti: u16, de39: [u8; 2], seconds: f64) {
+    pub fn request(&self, mti: u16, de39: [u8; 2], elapsed: Duration) {
         let row = mti_index(mti) * DE39_LABELS.len();
         self.requests[row + de39_index(de39)].increment(1);
-        self.request_seconds.record(seconds);
+        self.request_seconds.record(elapsed);
     }
 
     pub fn reject(&self, reason: Reject) {
@@ -154,15 +213,11 @@ static HANDLES: OnceLock<Handles> = OnceLock::new();
 /// Installs the Prometheus recorder once per process and returns its handle.
 pub fn install() -> &'static PrometheusHandle {
     EXPORTER.get_or_init(|| {
-        let latency_buckets_s = [
-            0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
-            0.05, 0.1, 0.25, 1.0,
-        ];
         let batch_buckets = [
             1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
         ];
         let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency_buckets_s)
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS_S)
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Suffix("_records".into()), &batch_buckets)
             })
@@ -181,9 +236,17 @@ pub fn handles() -> &'static Handles {
     HANDLES.get_or_init(Handles::register)
 }
 
-/// Renders the Prometheus text exposition.
+/// Renders the Prometheus text exposition: the exporter's metrics, then the per-request
+/// latency histograms.
 pub fn render() -> String {
-    install().render()
+    let mut text = install().render();
+    let h = handles();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    h.request_seconds.render(&mut text);
+    h.decision_seconds.render(&mut text);
+    text
 }
 
 /// Counts one decline by its reason (a closed set of names). Declines are the minority of
@@ -218,7 +281,7 @@ mod tests {
     #[test]
     fn counters_render_with_labels() {
         let h = handles();
-        h.request(100, *b"51", 0.000_2);
+        h.request(100, *b"51", Duration::from_micros(200));
         h.reject(Reject::ZeroLength);
         let text = render();
         assert!(
@@ -226,5 +289,26 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("authswitch_frames_rejected_total{reason=\"zero_length\"}"));
+    }
+
+    #[test]
+    fn latency_histogram_buckets_sum_and_count() {
+        let h = LatencyHistogram::new("t_seconds");
+        h.record(Duration::from_nanos(25_000)); // on the first bound: counted in it
+        h.record(Duration::from_nanos(25_001));
+        h.record(Duration::from_micros(700));
+        h.record(Duration::from_secs(3)); // above every bound
+        let mut text = String::new();
+        h.render(&mut text);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "# TYPE t_seconds histogram");
+        assert_eq!(lines[1], "t_seconds_bucket{le=\"0.000025\"} 1");
+        assert_eq!(lines[2], "t_seconds_bucket{le=\"0.00005\"} 2");
+        assert_eq!(lines[5], "t_seconds_bucket{le=\"0.0005\"} 2");
+        assert_eq!(lines[6], "t_seconds_bucket{le=\"0.001\"} 3");
+        assert_eq!(lines[14], "t_seconds_bucket{le=\"1\"} 3");
+        assert_eq!(lines[15], "t_seconds_bucket{le=\"+Inf\"} 4");
+        assert_eq!(lines[16], "t_seconds_sum 3.000750001");
+        assert_eq!(lines[17], "t_seconds_count 4");
     }
 }

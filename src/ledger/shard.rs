@@ -315,7 +315,7 @@ pub fn run(
 /// One batch under construction: the WAL bytes and the answers behind them.
 struct BatchBuilder<'w> {
     wal: &'w WalWriter<Pending>,
-    decision_seconds: &'static metrics::Histogram,
+    decision_seconds: &'static crate::metrics::LatencyHistogram,
     bytes: Vec<u8>,
     completions: Vec<Pending>,
     first_lsn: u64,
@@ -366,8 +366,7 @@ impl<'w> BatchBuilder<'w> {
             Work::Command(command) => {
                 let started = Instant::now();
                 let outcome = apply(state, command, now_s);
-                self.decision_seconds
-                    .record(started.elapsed().as_secs_f64());
+                self.decision_seconds.record(started.elapsed());
                 if command.mutates() {
                     payload.clear();
                     encode_command(payload, now_s, command);

@@ -42,7 +42,7 @@ pub fn encode(item: Outgoing, shared: &Shared, out: &mut BytesMut) {
 }
 
 fn record(request: &Message, arrived: std::time::Instant, de39: [u8; 2]) {
-    handles().request(request.mti().value(), de39, arrived.elapsed().as_secs_f64());
+    handles().request(request.mti().value(), de39, arrived.elapsed());
 }
 
 /// Appends one response frame; on an encoding failure (which would be our bug, since every
@@ -112,7 +112,7 @@ pub fn format_error(mti: Mti, stan: u32, tpdu: Option<[u8; 5]>, shared: &Shared)
     });
     match result {
         Ok(()) => {
-            handles().request(mti.value(), *b"30", 0.0);
+            handles().request(mti.value(), *b"30", std::time::Duration::ZERO);
             Some(out.freeze())
         }
         Err(error) => {
