@@ -39,9 +39,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Connections beyond this are accepted and closed at once (and counted).
     pub connections_max: usize,
-    /// Requests read from one connection whose answers have not been written yet. Past this
-    /// bound a request is answered 91 at the door; once as many door answers are unwritten
-    /// too, the reader stops reading the socket (TCP backpressure).
+    /// Requests read from one connection whose answers have not been written yet. At this
+    /// bound the reader stops reading the socket (TCP backpressure); after 100 ms at it,
+    /// requests past it are answered 91 at the door (see `server::connection`).
     pub in_flight_per_connection_max: usize,
     /// Largest frame body accepted; checked on the length header before any buffer is reserved.
     pub frame_len_max: usize,

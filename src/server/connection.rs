@@ -2,13 +2,14 @@
 //!
 //! The reader turns bytes into frames, frames into messages, and messages into jobs for the
 //! shards (or answers them itself). Before it takes a request it takes one in-flight permit.
-//! At `in_flight_per_connection_max` it answers further requests at the door, 91 without
-//! asking the ledger (`authswitch_door_shed_total`), so that a flood is answered at once
-//! instead of waiting in the socket buffers for a permit. The door has as many slots as there
-//! are permits; once they are taken too (the peer does not read its answers), the reader
-//! stops reading, so the peer is held back by TCP instead of by our memory. The writer
-//! encodes every answer that is ready into one buffer and writes it with one syscall, then
-//! returns the permits and slots.
+//! At `in_flight_per_connection_max` it stops reading, so TCP holds the peer back. A
+//! connection that stays at its bound for `DOOR_AFTER` has a standing backlog, not a burst:
+//! from then on, requests past the bound are answered at the door, 91 without asking the
+//! ledger (`authswitch_door_shed_total`), so a flood is answered at once instead of waiting
+//! in the socket buffers, until half the permits are free again. The door has as many slots
+//! as there are permits; once they are taken too (the peer does not read its answers), the
+//! reader waits, and our memory stays bounded. The writer encodes every answer that is ready
+//! into one buffer and writes it with one syscall, then returns the permits and slots.
 //! Answers may leave in a different order than their requests arrived (pipelining).
 //!
 //! The connection ends when the peer closes, on a framing error, on a timeout (idle, or a
@@ -36,6 +37,10 @@ use crate::server::Shared;
 
 /// Answers written with one `write` at most.
 const WRITE_COALESCE_MAX: usize = 256;
+/// How long a connection stays at its in-flight bound, held back by TCP, before requests past
+/// the bound are answered 91 at the door: the shards' shedding interval, so that bursts and
+/// brief stalls are served as they are there.
+const DOOR_AFTER: Duration = crate::ledger::shard::SHED_INTERVAL;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -73,6 +78,9 @@ async fn read_loop(
     let idle = Duration::from_secs(server.idle_timeout_s);
     let frame_timeout = Duration::from_millis(server.frame_read_timeout_ms);
     let mut partial_since: Option<Instant> = None;
+    // Since when the connection has had no free permit (cleared once half are free again).
+    let mut at_bound_since: Option<Instant> = None;
+    let half_bound = (server.in_flight_per_connection_max / 2).max(1);
     loop {
         loop {
             let frame = match codec.decode(&mut buf) {
@@ -87,33 +95,50 @@ async fn read_loop(
                 handles().reject(Reject::ZeroLength);
                 continue;
             }
-            // One permit per request. At the bound the request is answered at the door
-            // (91) while door slots last; past those too, we stop reading (backpressure).
+            // One permit per request. At the bound the reader waits for one, so a burst or
+            // a brief stall is served late rather than refused. Once the connection has been
+            // at its bound for `DOOR_AFTER` (a standing backlog, not a burst), requests are
+            // answered 91 at the door while door slots last; past those too (the peer does
+            // not read its answers), the reader waits (backpressure).
             let frame = match permits.try_acquire() {
                 Ok(permit) => {
                     permit.forget();
+                    if permits.available_permits() >= half_bound {
+                        at_bound_since = None;
+                    }
                     frame
                 }
                 Err(TryAcquireError::Closed) => return "closed",
                 Err(TryAcquireError::NoPermits) => {
-                    let frame = match door.try_acquire() {
-                        Ok(slot) => {
-                            slot.forget();
-                            match answer_at_door(frame, &tx, shared) {
-                                Ok(()) => continue,
-                                Err(frame) => {
-                                    door.add_permits(1);
-                                    frame
-                                }
-                            }
+                    let since = *at_bound_since.get_or_insert_with(Instant::now);
+                    let door_opens = since + DOOR_AFTER;
+                    match tokio::time::timeout_at(door_opens.into(), permits.acquire()).await {
+                        Ok(Ok(permit)) => {
+                            permit.forget();
+                            frame
                         }
-                        Err(_) => frame,
-                    };
-                    let Ok(permit) = permits.acquire().await else {
-                        return "closed";
-                    };
-                    permit.forget();
-                    frame
+                        Ok(Err(_)) => return "closed",
+                        Err(_) => {
+                            let frame = match door.try_acquire() {
+                                Ok(slot) => {
+                                    slot.forget();
+                                    match answer_at_door(frame, &tx, shared) {
+                                        Ok(()) => continue,
+                                        Err(frame) => {
+                                            door.add_permits(1);
+                                            frame
+                                        }
+                                    }
+                                }
+                                Err(_) => frame,
+                            };
+                            let Ok(permit) = permits.acquire().await else {
+                                return "closed";
+                            };
+                            permit.forget();
+                            frame
+                        }
+                    }
                 }
             };
             let ctx_arrived = Instant::now();
