@@ -561,8 +561,8 @@ impl ShardState {
     ///
     /// The key index holds millions of keys and a lookup is a cache miss. Applied one after
     /// another, a batch's commands take their misses one at a time, each behind hundreds of
-    /// instructions of decision; warmed first in a tight loop of independent lookups, the
-    /// misses overlap and the decisions find the slots in cache. Changes no state.
+    /// instructions of decision; read first in a tight loop of independent loads, the misses
+    /// overlap and the lookups and inserts find their slots in cache. Changes no state.
     pub fn warm(&self, cmd: &Command) {
         let (key, other) = match cmd {
             Command::Authorize(r) | Command::Advice(r) | Command::Financial(r) => {
@@ -571,9 +571,9 @@ impl ShardState {
             Command::Reverse(r) => (&r.key, Some(&r.original)),
             _ => return,
         };
-        std::hint::black_box(self.keys.get(key).is_some());
+        self.keys.warm(key);
         if let Some(other) = other {
-            std::hint::black_box(self.keys.get(other).is_some());
+            self.keys.warm(other);
         }
     }
 
