@@ -39,16 +39,31 @@ pub const EXPIRE_SCAN_MAX: usize = 1 << 20;
 /// Longest hold expiry or retention age accepted in the program config (400 days).
 pub const AGE_S_MAX: i64 = 400 * 86_400;
 
-/// Hasher for `TxnKey`s: the first eight bytes through the splitmix64 finalizer. Keys from
-/// `TxnKey::derive` are uniform already, but a table must not degrade into a linear scan when
-/// keys are not (sequential test keys put all their entropy in the bytes the table ignores:
-/// hashbrown takes its bucket from the low bits and its tag from the top seven).
+/// Hasher for `TxnKey`s: the first eight bytes, XORed with a secret drawn once per process,
+/// through the splitmix64 finalizer. Keys from `TxnKey::derive` are uniform already, but a
+/// table must not degrade into a linear scan when keys are not (sequential test keys put all
+/// their entropy in the bytes the table ignores: the key index takes its slot from the low
+/// bits), nor when a peer grinds STANs and times for keys that share their low hash bits:
+/// without the secret it cannot know which do. Nothing stored depends on these hashes.
 #[derive(Default, Clone, Copy)]
 pub struct KeyHasher(u64);
 
+/// The per-process secret of `KeyHasher` (a fixed value if the OS has no randomness for us,
+/// which only brings back the unkeyed hash).
+fn key_hash_secret() -> u64 {
+    static SECRET: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SECRET.get_or_init(|| {
+        let mut raw = [0u8; 8];
+        match getrandom::fill(&mut raw) {
+            Ok(()) => u64::from_le_bytes(raw),
+            Err(_) => 0x243f_6a88_85a3_08d3,
+        }
+    })
+}
+
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
-        let mut z = self.0;
+        let mut z = self.0 ^ key_hash_secret();
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
