@@ -39,7 +39,7 @@ impl ShardState {
                 more = true;
                 break;
             }
-            let Some(a) = self.auths[i].as_deref() else {
+            let Some(a) = self.auths[i].as_ref() else {
                 continue;
             };
             if a.created_s > young_s {

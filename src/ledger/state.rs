@@ -127,7 +127,8 @@ pub struct ShardState {
     pub(crate) cards: CowVec<Card>,
     /// Sequence of `auths[0]`; slots before it were purged.
     pub(crate) auth_base_seq: u64,
-    pub(crate) auths: CowVec<Option<Box<Authorization>>>,
+    /// Held inline: no allocation per authorization, and one pointer less on every access.
+    pub(crate) auths: CowVec<Option<Authorization>>,
     pub(crate) txn_base_seq: u64,
     pub(crate) txns: CowVec<Option<Box<Transaction>>>,
     pub(crate) keys: KeyMap<KeyEntry>,
@@ -269,12 +270,12 @@ impl ShardState {
 
     pub(crate) fn auth(&self, seq: u64) -> Option<&Authorization> {
         let i = usize::try_from(seq.checked_sub(self.auth_base_seq)?).ok()?;
-        self.auths.get(i)?.as_deref()
+        self.auths.get(i)?.as_ref()
     }
 
     pub(crate) fn auth_mut(&mut self, seq: u64) -> Option<&mut Authorization> {
         let i = usize::try_from(seq.checked_sub(self.auth_base_seq)?).ok()?;
-        self.auths.get_mut(i)?.as_deref_mut()
+        self.auths.get_mut(i)?.as_mut()
     }
 
     pub(crate) fn next_auth_seq(&self) -> u64 {
@@ -292,7 +293,7 @@ impl ShardState {
     pub(crate) fn push_auth(&mut self, a: Authorization) {
         assert_eq!(a.id, AuthorizationId::new(self.shard, self.next_auth_seq()));
         assert!(self.auths.len() < AUTHORIZATION_SLOTS_MAX);
-        self.auths.push(Some(Box::new(a)));
+        self.auths.push(Some(a));
     }
 
     pub(crate) fn txn(&self, seq: u64) -> Option<&Transaction> {
