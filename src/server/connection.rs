@@ -110,34 +110,12 @@ async fn read_loop(
                 }
                 Err(TryAcquireError::Closed) => return "closed",
                 Err(TryAcquireError::NoPermits) => {
-                    let since = *at_bound_since.get_or_insert_with(Instant::now);
-                    let door_opens = since + DOOR_AFTER;
-                    match tokio::time::timeout_at(door_opens.into(), permits.acquire()).await {
-                        Ok(Ok(permit)) => {
-                            permit.forget();
-                            frame
-                        }
-                        Ok(Err(_)) => return "closed",
-                        Err(_) => {
-                            let frame = match door.try_acquire() {
-                                Ok(slot) => {
-                                    slot.forget();
-                                    match answer_at_door(frame, &tx, shared) {
-                                        Ok(()) => continue,
-                                        Err(frame) => {
-                                            door.add_permits(1);
-                                            frame
-                                        }
-                                    }
-                                }
-                                Err(_) => frame,
-                            };
-                            let Ok(permit) = permits.acquire().await else {
-                                return "closed";
-                            };
-                            permit.forget();
-                            frame
-                        }
+                    match admit_at_bound(frame, &permits, &door, &mut at_bound_since, &tx, shared)
+                        .await
+                    {
+                        Admit::Take(frame) => frame,
+                        Admit::Answered => continue,
+                        Admit::Closed => return "closed",
                     }
                 }
             };
@@ -195,8 +173,56 @@ fn framing_error(error: &FrameError) -> &'static str {
     "framing error"
 }
 
-/// Decodes one frame and routes it: to a shard, to a local answer, or (when not even the MTI
-/// and STAN can be read) to the end of the connection. `Ok(false)`: nothing will be answered.
+/// What the reader does with a frame that found every in-flight permit taken.
+enum Admit {
+    /// Take the ordinary path: it holds a permit now.
+    Take(crate::iso8583::Frame),
+    /// Answered at the door.
+    Answered,
+    /// The connection is closing.
+    Closed,
+}
+
+/// Waits for a permit until the connection has been at its bound for `DOOR_AFTER`; from then
+/// on answers at the door while a door slot is free, and otherwise waits for a permit after
+/// all (the peer does not read its answers: backpressure).
+async fn admit_at_bound(
+    frame: crate::iso8583::Frame,
+    permits: &Semaphore,
+    door: &Semaphore,
+    at_bound_since: &mut Option<Instant>,
+    tx: &mpsc::Sender<Outgoing>,
+    shared: &Shared,
+) -> Admit {
+    let since = *at_bound_since.get_or_insert_with(Instant::now);
+    let frame = match tokio::time::timeout_at((since + DOOR_AFTER).into(), permits.acquire()).await
+    {
+        Ok(Ok(permit)) => {
+            permit.forget();
+            return Admit::Take(frame);
+        }
+        Ok(Err(_)) => return Admit::Closed,
+        Err(_) => match door.try_acquire() {
+            // A slot not used (the frame goes the ordinary way) is returned when dropped.
+            Ok(slot) => match answer_at_door(frame, tx, shared) {
+                Ok(()) => {
+                    slot.forget();
+                    return Admit::Answered;
+                }
+                Err(frame) => frame,
+            },
+            Err(_) => frame,
+        },
+    };
+    match permits.acquire().await {
+        Ok(permit) => {
+            permit.forget();
+            Admit::Take(frame)
+        }
+        Err(_) => Admit::Closed,
+    }
+}
+
 /// Answers a request at the door: 91 for anything the ledger would decide, the usual answer
 /// for network management (it costs nothing to give). The frame comes back when it is not a
 /// request we can answer this way (undecodable, or a message type we never answer); it then
@@ -240,6 +266,8 @@ fn dispatch_network(request: &Message) -> Option<[u8; 2]> {
     }
 }
 
+/// Decodes one frame and routes it: to a shard, to a local answer, or (when not even the MTI
+/// and STAN can be read) to the end of the connection. `Ok(false)`: nothing will be answered.
 fn take_frame(
     frame: crate::iso8583::Frame,
     arrived: Instant,
