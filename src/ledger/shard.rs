@@ -153,10 +153,10 @@ pub struct ShardParams {
     pub queue_wait_target: Duration,
 }
 
-/// How long the queue wait must stay above target before shedding starts (CoDel's interval).
 /// Jobs taken off the queue, and their key-index slots read ahead, at a time.
 const WARM_WINDOW: usize = 32;
 
+/// How long the queue wait must stay above target before shedding starts (CoDel's interval).
 pub const SHED_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Sheds a standing queue, the way CoDel does: when even the shortest wait of every network

@@ -572,7 +572,6 @@ impl ShardState {
         out
     }
 
-    /// Number of authorization records currently kept (for tests and metrics).
     /// Reads ahead the key-index slots that `cmd` is about to look up, and nothing else.
     ///
     /// The key index holds millions of keys and a lookup is a cache miss. Applied one after
@@ -593,6 +592,7 @@ impl ShardState {
         }
     }
 
+    /// Number of authorization records currently kept (for tests and metrics).
     pub fn authorization_count(&self) -> usize {
         self.auths.iter().filter(|a| a.is_some()).count()
     }
