@@ -273,10 +273,14 @@ impl<V: Clone> KeyMap<V> {
 
     /// Inserts `make()` unless `key` is present; true if it inserted.
     pub fn insert_if_absent(&mut self, key: TxnKey, make: impl FnOnce() -> V) -> bool {
-        if self.get(&key).is_some() {
+        let hash = hash_of(&key);
+        if self.segments[segment_of(hash)]
+            .get()
+            .get(&key, hash)
+            .is_some()
+        {
             return false;
         }
-        let hash = hash_of(&key);
         self.segment_mut(hash).insert(key, hash, make());
         self.len += 1;
         true
@@ -284,8 +288,8 @@ impl<V: Clone> KeyMap<V> {
 
     pub fn remove(&mut self, key: &TxnKey) -> Option<V> {
         // Only a key that is there takes its segment back from a snapshot.
-        self.get(key)?;
         let hash = hash_of(key);
+        self.segments[segment_of(hash)].get().get(key, hash)?;
         let old = self.segment_mut(hash).remove(key, hash);
         if old.is_some() {
             self.len -= 1;
