@@ -58,6 +58,10 @@ pub struct ServerConfig {
     pub webhook_concurrency_per_endpoint_max: usize,
     /// Threads of the I/O runtime (connections, admin API, metrics); 0 = one per core.
     pub io_threads: usize,
+    /// Once a connection's reader has not found its socket empty for 100 ms (it is behind its
+    /// peer), the frames it reads more than this long after it last found the socket empty are
+    /// answered 91 at the door (see `server::backlog`); 0 = off.
+    pub read_lag_target_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -175,6 +179,7 @@ impl Default for ServerConfig {
             write_timeout_ms: 5_000,
             webhook_concurrency_per_endpoint_max: 64,
             io_threads: 0,
+            read_lag_target_ms: 2,
         }
     }
 }
@@ -332,6 +337,12 @@ impl Config {
             return bad(
                 "server.in_flight_per_connection_max",
                 "must be between 1 and 65536",
+            );
+        }
+        if s.read_lag_target_ms > 10_000 {
+            return bad(
+                "server.read_lag_target_ms",
+                "must be at most 10000 (0 turns it off)",
             );
         }
         if !(64..=1 << 20).contains(&s.frame_len_max) {

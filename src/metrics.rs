@@ -23,6 +23,7 @@ pub const SHARD_OVERLOADED_TOTAL: &str = "authswitch_shard_overloaded_total";
 pub const DEADLINE_MISSED_TOTAL: &str = "authswitch_deadline_missed_total";
 pub const QUEUE_SHED_TOTAL: &str = "authswitch_queue_shed_total";
 pub const DOOR_SHED_TOTAL: &str = "authswitch_door_shed_total";
+pub const BACKLOG_SHED_TOTAL: &str = "authswitch_backlog_shed_total";
 pub const CONNECTIONS_OPEN: &str = "authswitch_connections_open";
 pub const CONNECTIONS_TOTAL: &str = "authswitch_connections_total";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "authswitch_connections_refused_total";
@@ -147,6 +148,7 @@ pub struct Handles {
     pub connections_total: Counter,
     pub connections_refused: Counter,
     pub door_shed: Counter,
+    pub backlog_shed: Counter,
     rejects: Vec<Counter>,
 }
 
@@ -169,6 +171,7 @@ impl Handles {
             connections_total: counter!(CONNECTIONS_TOTAL),
             connections_refused: counter!(CONNECTIONS_REFUSED_TOTAL),
             door_shed: counter!(DOOR_SHED_TOTAL),
+            backlog_shed: counter!(BACKLOG_SHED_TOTAL),
             rejects: rejects.collect(),
         }
     }

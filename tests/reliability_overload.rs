@@ -218,6 +218,7 @@ fn excess_load_is_answered_91_with_bounded_memory() {
                 || l.starts_with("authswitch_deadline_missed_total")
                 || l.starts_with("authswitch_queue_shed_total")
                 || l.starts_with("authswitch_door_shed_total")
+                || l.starts_with("authswitch_backlog_shed_total")
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>();
@@ -297,6 +298,117 @@ fn a_request_past_the_in_flight_bound_is_answered_91_at_the_door() {
     assert_eq!(
         switch.metric("authswitch_requests_total{mti=\"0100\",de39=\"91\"}"),
         1.0
+    );
+    assert!(switch.stop().success());
+}
+
+/// Pins every thread of process `pid` to `cpu`; threads it starts later inherit it.
+fn pin_process(pid: u32, cpu: usize) {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let tid: libc::pid_t = task.file_name().to_str().unwrap().parse().unwrap();
+        pin_thread(tid, cpu);
+    }
+}
+
+/// Pins thread `tid` (0: the calling thread) to `cpu`.
+fn pin_thread(tid: libc::pid_t, cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it, and
+    // sched_setaffinity only reads it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(rc, 0, "sched_setaffinity({tid}, {cpu})");
+}
+
+/// A peer that sends faster than the reader can take in leaves a standing queue in the
+/// socket: once it has stood for the shedding interval, the frames of reads that leave a queue
+/// behind are answered 91 at the door (`backlog_shed_total`), and every request still gets
+/// exactly one answer. To make the reader the slower side, the switch is pinned to one CPU
+/// that a busy thread shares with it, and the sender to another. The in-flight bound is out
+/// of reach here, so the door that acts at that bound stays shut.
+#[test]
+fn a_reader_left_behind_by_its_peer_answers_91_at_the_door() {
+    const FRAMES: usize = 400_000;
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("SKIPPED: needs two CPUs (the switch on one, its peer on the other)");
+        return;
+    }
+    let switch = Switch::start(
+        "[server]\nin_flight_per_connection_max = 65536\nread_lag_target_ms = 2\n\
+         request_deadline_ms = 60000\n[ledger]\nqueue_depth_max = 65536\n\
+         queue_wait_target_ms = 0\n",
+    );
+    let (_, _, _) = switch.provision(10_000, "4000056655665556");
+    let mut client = switch.client();
+    let burst: Vec<u8> = (0..FRAMES)
+        .flat_map(|i| client.encode(&inquiry("4000056655665556", "700100", i as u32 + 1)))
+        .collect();
+    let mut writer = client.stream.try_clone().unwrap();
+    pin_process(switch.pid(), 0);
+    let busy = Arc::new(AtomicBool::new(true));
+    let spin = busy.clone();
+    let hog = std::thread::spawn(move || {
+        pin_thread(0, 0);
+        while spin.load(Ordering::Relaxed) {
+            std::hint::spin_loop();
+        }
+    });
+    let send = std::thread::spawn(move || {
+        pin_thread(0, 1);
+        writer.write_all(&burst).unwrap()
+    });
+    let mut answered = vec![false; FRAMES];
+    let (mut served, mut shed) = (0u64, 0u64);
+    for _ in 0..FRAMES {
+        let response = client.recv();
+        let stan = response.stan().unwrap() as usize;
+        assert!(
+            !std::mem::replace(&mut answered[stan - 1], true),
+            "STAN {stan} twice"
+        );
+        match de39(&response).as_str() {
+            "00" => served += 1,
+            "91" => shed += 1,
+            other => panic!("STAN {stan} answered {other}"),
+        }
+    }
+    send.join().unwrap();
+    busy.store(false, Ordering::Relaxed);
+    hog.join().unwrap();
+    eprintln!("backlog: {FRAMES} sent, {served} served, {shed} answered 91 at the door");
+    assert!(shed > 0 && served > 0, "{served} served, {shed} shed");
+    let metrics = switch.metrics_text();
+    let backlog_shed = common::metric_value(&metrics, "authswitch_backlog_shed_total");
+    assert!(backlog_shed > 0.0, "nothing shed at the door: {metrics}");
+    assert_eq!(
+        common::metric_value(&metrics, "authswitch_door_shed_total"),
+        0.0
+    );
+    // A slow sync may still fill the shard queue: those are refused there, and counted.
+    let refused = [
+        "authswitch_shard_overloaded_total",
+        "authswitch_deadline_missed_total",
+    ];
+    let refused: f64 = metrics
+        .lines()
+        .filter(|l| refused.iter().any(|name| l.starts_with(name)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(backlog_shed + refused, shed as f64);
+    assert_eq!(
+        switch.metric("authswitch_requests_total{mti=\"0100\",de39=\"91\"}"),
+        shed as f64
+    );
+    // The queue is gone: a request on its own is served.
+    let mut after = switch.client();
+    assert_eq!(
+        de39(&after.call(&inquiry("4000056655665556", "1", 1))),
+        "00"
     );
     assert!(switch.stop().success());
 }

@@ -8,7 +8,9 @@
 //! ledger (`authswitch_door_shed_total`), so a flood is answered at once instead of waiting
 //! in the socket buffers, until half the permits are free again. The door has as many slots
 //! as there are permits; once they are taken too (the peer does not read its answers), the
-//! reader waits, and our memory stays bounded. The writer encodes every answer that is ready
+//! reader waits, and our memory stays bounded. The door also takes the frames of reads made
+//! while the reader itself is behind its peer (`server::backlog`, counted in
+//! `authswitch_backlog_shed_total`). The writer encodes every answer that is ready
 //! into one buffer and writes it with one syscall, then returns the permits and slots.
 //! Answers may leave in a different order than their requests arrived (pipelining).
 //!
@@ -30,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::iso8583::{peek_mti_stan, FrameCodec, FrameError, Message};
 use crate::ledger::shard::{Job, Outgoing, Reply, WireCtx};
 use crate::metrics::{handles, Reject};
+use crate::server::backlog::ReadLag;
 use crate::server::dispatch::{dispatch, Dispatch};
 use crate::server::respond;
 use crate::server::webhook::Deferred;
@@ -81,6 +84,12 @@ async fn read_loop(
     // Since when the connection has had no free permit (cleared once half are free again).
     let mut at_bound_since: Option<Instant> = None;
     let half_bound = (server.in_flight_per_connection_max / 2).max(1);
+    let mut lag = ReadLag::new(
+        Duration::from_millis(server.read_lag_target_ms),
+        Instant::now(),
+    );
+    // The frames of the last read are answered at the door: the reader is behind.
+    let mut shed_read = false;
     loop {
         loop {
             let frame = match codec.decode(&mut buf) {
@@ -95,6 +104,14 @@ async fn read_loop(
                 handles().reject(Reject::ZeroLength);
                 continue;
             }
+            let frame = if shed_read {
+                match shed_behind(frame, &door, &tx, shared) {
+                    Some(frame) => frame,
+                    None => continue,
+                }
+            } else {
+                frame
+            };
             // One permit per request. At the bound the reader waits for one, so a burst or
             // a brief stall is served late rather than refused. Once the connection has been
             // at its bound for `DOOR_AFTER` (a standing backlog, not a burst), requests are
@@ -141,23 +158,43 @@ async fn read_loop(
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return "shutdown",
-            read = tokio::time::timeout_at(deadline.into(), rd.read_buf(&mut buf)) => match read {
-                Ok(Ok(0)) => return "eof",
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => return "read error",
-                Err(_) if partial_since.is_some() => {
-                    handles().reject(Reject::SlowSender);
-                    tracing::info!("closing a connection whose frame arrived too slowly");
-                    return "slow sender";
-                }
-                Err(_) => {
-                    handles().reject(Reject::IdleTimeout);
-                    return "idle";
-                }
-            },
+        if shutdown.is_cancelled() {
+            return "shutdown";
+        }
+        // Reads first without waiting, so that finding the socket empty (the reader has
+        // caught up with its peer) is seen, and only then waits for more.
+        let read = match rd.try_read_buf(&mut buf) {
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                let read = tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return "shutdown",
+                    read = tokio::time::timeout_at(deadline.into(), rd.read_buf(&mut buf)) => {
+                        match read {
+                            Ok(read) => read,
+                            Err(_) if partial_since.is_some() => {
+                                handles().reject(Reject::SlowSender);
+                                tracing::info!(
+                                    "closing a connection whose frame arrived too slowly"
+                                );
+                                return "slow sender";
+                            }
+                            Err(_) => {
+                                handles().reject(Reject::IdleTimeout);
+                                return "idle";
+                            }
+                        }
+                    }
+                };
+                // What arrived while the reader waited is fresh: it was caught up until now.
+                lag.caught_up(Instant::now());
+                read
+            }
+            read => read,
+        };
+        match read {
+            Ok(0) => return "eof",
+            Ok(_) => shed_read = lag.after_read(Instant::now()),
+            Err(_) => return "read error",
         }
     }
 }
@@ -183,6 +220,26 @@ enum Admit {
     Closed,
 }
 
+/// Answers a frame of a read that left a standing queue in the socket at the door, while a
+/// door slot is free; the frame comes back when it is to take the ordinary path instead.
+fn shed_behind(
+    frame: crate::iso8583::Frame,
+    door: &Semaphore,
+    tx: &mpsc::Sender<Outgoing>,
+    shared: &Shared,
+) -> Option<crate::iso8583::Frame> {
+    let Ok(slot) = door.try_acquire() else {
+        return Some(frame);
+    };
+    match answer_at_door(frame, tx, shared, &handles().backlog_shed) {
+        Ok(()) => {
+            slot.forget();
+            None
+        }
+        Err(frame) => Some(frame),
+    }
+}
+
 /// Waits for a permit until the connection has been at its bound for `DOOR_AFTER`; from then
 /// on answers at the door while a door slot is free, and otherwise waits for a permit after
 /// all (the peer does not read its answers: backpressure).
@@ -204,7 +261,7 @@ async fn admit_at_bound(
         Ok(Err(_)) => return Admit::Closed,
         Err(_) => match door.try_acquire() {
             // A slot not used (the frame goes the ordinary way) is returned when dropped.
-            Ok(slot) => match answer_at_door(frame, tx, shared) {
+            Ok(slot) => match answer_at_door(frame, tx, shared, &handles().door_shed) {
                 Ok(()) => {
                     slot.forget();
                     return Admit::Answered;
@@ -223,14 +280,15 @@ async fn admit_at_bound(
     }
 }
 
-/// Answers a request at the door: 91 for anything the ledger would decide, the usual answer
-/// for network management (it costs nothing to give). The frame comes back when it is not a
-/// request we can answer this way (undecodable, or a message type we never answer); it then
-/// waits for an in-flight permit and takes the ordinary path.
+/// Answers a request at the door: 91 for anything the ledger would decide (counted in `shed`),
+/// the usual answer for network management (it costs nothing to give). The frame comes back
+/// when it is not a request we can answer this way (undecodable, or a message type we never
+/// answer); it then waits for an in-flight permit and takes the ordinary path.
 fn answer_at_door(
     frame: crate::iso8583::Frame,
     tx: &mpsc::Sender<Outgoing>,
     shared: &Shared,
+    shed: &metrics::Counter,
 ) -> Result<(), crate::iso8583::Frame> {
     let arrived = Instant::now();
     let Ok(request) = Message::decode(frame.body.clone(), &shared.config.wire) else {
@@ -242,7 +300,7 @@ fn answer_at_door(
     let de39 = match dispatch_network(&request) {
         Some(de39) => de39,
         None => {
-            handles().door_shed.increment(1);
+            shed.increment(1);
             *b"91"
         }
     };

@@ -5,6 +5,7 @@
 //! `CancellationToken`: the listener stops accepting, every reader stops reading, and every
 //! writer answers what was already read before its connection closes.
 
+pub mod backlog;
 pub mod connection;
 pub mod dispatch;
 pub mod respond;
