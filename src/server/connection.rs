@@ -105,7 +105,7 @@ async fn read_loop(
                 continue;
             }
             let frame = if shed_read {
-                match shed_behind(frame, &door, &tx, shared) {
+                match answer_with_slot(frame, &door, &tx, shared, &handles().backlog_shed) {
                     Some(frame) => frame,
                     None => continue,
                 }
@@ -161,40 +161,56 @@ async fn read_loop(
         if shutdown.is_cancelled() {
             return "shutdown";
         }
-        // Reads first without waiting, so that finding the socket empty (the reader has
-        // caught up with its peer) is seen, and only then waits for more.
-        let read = match rd.try_read_buf(&mut buf) {
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                let read = tokio::select! {
-                    biased;
-                    _ = shutdown.cancelled() => return "shutdown",
-                    read = tokio::time::timeout_at(deadline.into(), rd.read_buf(&mut buf)) => {
-                        match read {
-                            Ok(read) => read,
-                            Err(_) if partial_since.is_some() => {
-                                handles().reject(Reject::SlowSender);
-                                tracing::info!(
-                                    "closing a connection whose frame arrived too slowly"
-                                );
-                                return "slow sender";
-                            }
-                            Err(_) => {
-                                handles().reject(Reject::IdleTimeout);
-                                return "idle";
-                            }
-                        }
-                    }
-                };
-                // What arrived while the reader waited is fresh: it was caught up until now.
-                lag.caught_up(Instant::now());
-                read
-            }
-            read => read,
-        };
-        match read {
+        let slow_sender = partial_since.is_some();
+        match read_more(
+            &mut rd,
+            &mut buf,
+            &mut lag,
+            deadline,
+            slow_sender,
+            &shutdown,
+        )
+        .await
+        {
             Ok(0) => return "eof",
             Ok(_) => shed_read = lag.after_read(Instant::now()),
-            Err(_) => return "read error",
+            Err(end) => return end,
+        }
+    }
+}
+
+/// Reads what the socket holds; when it holds nothing (the reader has caught up with its
+/// peer, noted in `lag`), waits for more until `deadline`: the end of a frame already
+/// started (`slow_sender`), else the idle timeout.
+async fn read_more(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    lag: &mut ReadLag,
+    deadline: Instant,
+    slow_sender: bool,
+    shutdown: &CancellationToken,
+) -> Result<usize, &'static str> {
+    match rd.try_read_buf(buf) {
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+        read => return read.map_err(|_| "read error"),
+    }
+    let read = tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => return Err("shutdown"),
+        read = tokio::time::timeout_at(deadline.into(), rd.read_buf(buf)) => read,
+    };
+    // What arrived while the reader waited is fresh: it was caught up until now.
+    lag.caught_up(Instant::now());
+    match read {
+        Ok(read) => read.map_err(|_| "read error"),
+        Err(_) if slow_sender => {
+            handles().reject(Reject::SlowSender);
+            tracing::info!("closing a connection whose frame arrived too slowly");
+            Err("slow sender")
+        }
+        Err(_) => {
+            handles().reject(Reject::IdleTimeout);
+            Err("idle")
         }
     }
 }
@@ -220,22 +236,24 @@ enum Admit {
     Closed,
 }
 
-/// Answers a frame of a read that left a standing queue in the socket at the door, while a
-/// door slot is free; the frame comes back when it is to take the ordinary path instead.
-fn shed_behind(
+/// Answers a frame at the door (`answer_at_door`, counted in `shed`) while a door slot is
+/// free; the frame comes back when it is to take the ordinary path instead.
+fn answer_with_slot(
     frame: crate::iso8583::Frame,
     door: &Semaphore,
     tx: &mpsc::Sender<Outgoing>,
     shared: &Shared,
+    shed: &metrics::Counter,
 ) -> Option<crate::iso8583::Frame> {
     let Ok(slot) = door.try_acquire() else {
         return Some(frame);
     };
-    match answer_at_door(frame, tx, shared, &handles().backlog_shed) {
+    match answer_at_door(frame, tx, shared, shed) {
         Ok(()) => {
             slot.forget();
             None
         }
+        // The slot is returned when dropped.
         Err(frame) => Some(frame),
     }
 }
@@ -259,16 +277,9 @@ async fn admit_at_bound(
             return Admit::Take(frame);
         }
         Ok(Err(_)) => return Admit::Closed,
-        Err(_) => match door.try_acquire() {
-            // A slot not used (the frame goes the ordinary way) is returned when dropped.
-            Ok(slot) => match answer_at_door(frame, tx, shared, &handles().door_shed) {
-                Ok(()) => {
-                    slot.forget();
-                    return Admit::Answered;
-                }
-                Err(frame) => frame,
-            },
-            Err(_) => frame,
+        Err(_) => match answer_with_slot(frame, door, tx, shared, &handles().door_shed) {
+            None => return Admit::Answered,
+            Some(frame) => frame,
         },
     };
     match permits.acquire().await {
