@@ -329,8 +329,8 @@ fn pin_thread(tid: libc::pid_t, cpu: usize) {
 /// socket: once it has stood for the shedding interval, the frames of reads that leave a queue
 /// behind are answered 91 at the door (`backlog_shed_total`), and every request still gets
 /// exactly one answer. To make the reader the slower side, the switch is pinned to one CPU
-/// that a busy thread shares with it, and the sender to another. The in-flight bound is out
-/// of reach here, so the door that acts at that bound stays shut.
+/// that a busy thread shares with it, and the sender to another. The in-flight bound is set
+/// high, so the door that acts at that bound is not what answers here.
 #[test]
 fn a_reader_left_behind_by_its_peer_answers_91_at_the_door() {
     const FRAMES: usize = 400_000;
@@ -385,14 +385,13 @@ fn a_reader_left_behind_by_its_peer_answers_91_at_the_door() {
     let metrics = switch.metrics_text();
     let backlog_shed = common::metric_value(&metrics, "authswitch_backlog_shed_total");
     assert!(backlog_shed > 0.0, "nothing shed at the door: {metrics}");
-    assert_eq!(
-        common::metric_value(&metrics, "authswitch_door_shed_total"),
-        0.0
-    );
-    // A slow sync may still fill the shard queue: those are refused there, and counted.
+    // A slow sync may still fill the shard queue, and a starved writer may keep the
+    // connection at its in-flight bound for long enough to open that door too: those
+    // answers are counted where they were given.
     let refused = [
         "authswitch_shard_overloaded_total",
         "authswitch_deadline_missed_total",
+        "authswitch_door_shed_total",
     ];
     let refused: f64 = metrics
         .lines()
