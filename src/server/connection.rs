@@ -192,7 +192,13 @@ async fn read_more(
 ) -> Result<usize, &'static str> {
     match rd.try_read_buf(buf) {
         Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-        read => return read.map_err(|_| "read error"),
+        read => {
+            // A read that never waits takes no part in tokio's cooperative budget by itself:
+            // without this a peer that always has data would keep its worker thread from the
+            // other connections (and from its own writer) for as long as its flood lasts.
+            tokio::task::coop::consume_budget().await;
+            return read.map_err(|_| "read error");
+        }
     }
     let read = tokio::select! {
         biased;
