@@ -118,6 +118,15 @@ fn flood(iso: SocketAddr, pan: String, acquirer: String) -> Tally {
     tally
 }
 
+/// The sum of every series (any labels) of the metrics `names` in a Prometheus text page.
+fn series_sum(metrics: &str, names: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| names.iter().any(|name| l.starts_with(name)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The upper bound of the bucket holding the 99th percentile of a Prometheus histogram.
 fn histogram_p99_s(metrics: &str, name: &str) -> f64 {
     let count = common::metric_value(metrics, &format!("{name}_count"));
@@ -211,17 +220,16 @@ fn excess_load_is_answered_91_with_bounded_memory() {
     let server_p99_s = histogram_p99_s(&metrics, "authswitch_request_duration_seconds");
     eprintln!("overload: switch-side p99 of every answer <= {server_p99_s} s");
     assert!(server_p99_s <= 0.1, "switch-side p99 {server_p99_s} s");
-    let shed = metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("authswitch_shard_overloaded_total")
-                || l.starts_with("authswitch_deadline_missed_total")
-                || l.starts_with("authswitch_queue_shed_total")
-                || l.starts_with("authswitch_door_shed_total")
-                || l.starts_with("authswitch_backlog_shed_total")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>();
+    let shed = series_sum(
+        &metrics,
+        &[
+            "authswitch_shard_overloaded_total",
+            "authswitch_deadline_missed_total",
+            "authswitch_queue_shed_total",
+            "authswitch_door_shed_total",
+            "authswitch_backlog_shed_total",
+        ],
+    );
     assert_eq!(shed as u64, overloaded, "{metrics}");
     // Still serving normally once the flood is over.
     let mut after = switch.client();
@@ -388,16 +396,14 @@ fn a_reader_left_behind_by_its_peer_answers_91_at_the_door() {
     // A slow sync may still fill the shard queue, and a starved writer may keep the
     // connection at its in-flight bound for long enough to open that door too: those
     // answers are counted where they were given.
-    let refused = [
-        "authswitch_shard_overloaded_total",
-        "authswitch_deadline_missed_total",
-        "authswitch_door_shed_total",
-    ];
-    let refused: f64 = metrics
-        .lines()
-        .filter(|l| refused.iter().any(|name| l.starts_with(name)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let refused = series_sum(
+        &metrics,
+        &[
+            "authswitch_shard_overloaded_total",
+            "authswitch_deadline_missed_total",
+            "authswitch_door_shed_total",
+        ],
+    );
     assert_eq!(backlog_shed + refused, shed as f64);
     assert_eq!(
         switch.metric("authswitch_requests_total{mti=\"0100\",de39=\"91\"}"),
