@@ -158,38 +158,35 @@ async fn read_loop(
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
-        if shutdown.is_cancelled() {
-            return "shutdown";
-        }
         let slow_sender = partial_since.is_some();
-        match read_more(
-            &mut rd,
-            &mut buf,
-            &mut lag,
-            deadline,
-            slow_sender,
-            &shutdown,
-        )
-        .await
-        {
-            Ok(0) => return "eof",
-            Ok(_) => shed_read = lag.after_read(Instant::now()),
+        match read_more(&mut rd, &mut buf, deadline, slow_sender, &shutdown).await {
+            Ok((0, _)) => return "eof",
+            Ok((_, waited)) => {
+                let now = Instant::now();
+                if waited {
+                    // What arrived while the reader waited is fresh: it was caught up.
+                    lag.caught_up(now);
+                }
+                shed_read = lag.after_read(now);
+            }
             Err(end) => return end,
         }
     }
 }
 
 /// Reads what the socket holds; when it holds nothing (the reader has caught up with its
-/// peer, noted in `lag`), waits for more until `deadline`: the end of a frame already
-/// started (`slow_sender`), else the idle timeout.
+/// peer), waits for more until `deadline`: the end of a frame already started
+/// (`slow_sender`), else the idle timeout. Returns the bytes read and whether it waited.
 async fn read_more(
     rd: &mut OwnedReadHalf,
     buf: &mut BytesMut,
-    lag: &mut ReadLag,
     deadline: Instant,
     slow_sender: bool,
     shutdown: &CancellationToken,
-) -> Result<usize, &'static str> {
+) -> Result<(usize, bool), &'static str> {
+    if shutdown.is_cancelled() {
+        return Err("shutdown");
+    }
     match rd.try_read_buf(buf) {
         Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
         read => {
@@ -197,7 +194,7 @@ async fn read_more(
             // without this a peer that always has data would keep its worker thread from the
             // other connections (and from its own writer) for as long as its flood lasts.
             tokio::task::coop::consume_budget().await;
-            return read.map_err(|_| "read error");
+            return read.map(|n| (n, false)).map_err(|_| "read error");
         }
     }
     let read = tokio::select! {
@@ -205,10 +202,8 @@ async fn read_more(
         _ = shutdown.cancelled() => return Err("shutdown"),
         read = tokio::time::timeout_at(deadline.into(), rd.read_buf(buf)) => read,
     };
-    // What arrived while the reader waited is fresh: it was caught up until now.
-    lag.caught_up(Instant::now());
     match read {
-        Ok(read) => read.map_err(|_| "read error"),
+        Ok(read) => read.map(|n| (n, true)).map_err(|_| "read error"),
         Err(_) if slow_sender => {
             handles().reject(Reject::SlowSender);
             tracing::info!("closing a connection whose frame arrived too slowly");
