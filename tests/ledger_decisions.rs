@@ -801,3 +801,97 @@ fn the_authorization_cap_answers_91_and_records_nothing() {
         })
     ));
 }
+
+/// Limits set during a window count what the card and cardholder had approved in it before
+/// they existed (as Stripe's do), and nothing from earlier windows.
+#[test]
+fn limits_added_mid_window_count_earlier_approvals() {
+    let mut f = Fixture::new(1_000_000);
+    let day = at(2024, 3, 15, 0, 0, 0);
+    // Yesterday's approval, then two of today's, all without any limit.
+    let approve = |f: &mut Fixture, n: u32, amount: i64, t: i64| {
+        let out = f.auth(&purchase(f.card, n, amount), t);
+        assert_eq!(out.code, ResponseCode::APPROVED);
+    };
+    approve(&mut f, 1, 9_000, day - 60);
+    approve(&mut f, 2, 2_000, day + 3_600);
+    approve(&mut f, 3, 1_500, day + 7_200);
+    // Card limit of 5 000 a day, set at noon: 3 500 of it is already used.
+    let cmd = Command::UpdateCard {
+        card: f.card,
+        status: None,
+        spending_controls: Some(limit(5_000, Interval::Daily)),
+    };
+    admin(&mut f.state, cmd, day + 43_200);
+    let out = f.auth(&purchase(f.card, 4, 1_501), day + 43_300);
+    assert_declined(&out, DeclineReason::SpendingLimit, b"61");
+    approve(&mut f, 5, 1_500, day + 43_400);
+    let out = f.auth(&purchase(f.card, 6, 1), day + 43_500);
+    assert_declined(&out, DeclineReason::SpendingLimit, b"61");
+
+    // A cardholder limit of 6 000 a day: the same three approvals of today count.
+    let cmd = Command::UpdateCard {
+        card: f.card,
+        status: None,
+        spending_controls: Some(SpendingControls::default()),
+    };
+    admin(&mut f.state, cmd, day + 50_000);
+    let cmd = Command::UpdateCardholder {
+        cardholder: f.cardholder,
+        name: None,
+        status: None,
+        spending_controls: Some(limit(6_000, Interval::Daily)),
+    };
+    admin(&mut f.state, cmd, day + 50_000);
+    let out = f.auth(&purchase(f.card, 7, 1_001), day + 50_100);
+    assert_declined(&out, DeclineReason::SpendingLimit, b"61");
+    approve(&mut f, 8, 1_000, day + 50_200);
+
+    // A program default (applies: the card has no limits now) of 7 000 a day, found from the
+    // records at the first decision after it is set.
+    let config = ProgramConfig {
+        default_spending_limits: vec![SpendingLimit {
+            amount_minor: 7_000,
+            interval: Interval::Daily,
+            categories: vec![],
+        }],
+        ..Default::default()
+    };
+    let cmd = Command::SetProgramConfig(config);
+    assert_eq!(apply(&mut f.state, &cmd, day + 60_000), Outcome::ConfigSet);
+    let cmd = Command::UpdateCardholder {
+        cardholder: f.cardholder,
+        name: None,
+        status: None,
+        spending_controls: Some(SpendingControls::default()),
+    };
+    admin(&mut f.state, cmd, day + 60_000);
+    let out = f.auth(&purchase(f.card, 9, 1_001), day + 60_100);
+    assert_declined(&out, DeclineReason::SpendingLimit, b"61");
+    approve(&mut f, 10, 1_000, day + 60_200);
+    let out = f.auth(&purchase(f.card, 11, 1), day + 60_300);
+    assert_declined(&out, DeclineReason::SpendingLimit, b"61");
+    // Tomorrow the window is empty again.
+    approve(&mut f, 12, 7_000, day + 86_400);
+    assert_eq!(
+        balance(&f),
+        (1_000_000 - 9_000 - 6_000 - 1_000 - 7_000, 23_000, 0)
+    );
+}
+
+/// A replacement card issued with its own new limit counts the lineage's spend of the window.
+#[test]
+fn replacement_with_a_new_limit_counts_the_old_cards_spend() {
+    let mut g = Fixture::new(100_000);
+    assert_eq!(
+        g.auth(&purchase(g.card, 1, 2_500), T0_S).code,
+        ResponseCode::APPROVED
+    );
+    set_card(&mut g, Some(CardStatus::Canceled), None);
+    let old = g.card;
+    let new = g.add_card(limit(3_000, Interval::Weekly), Some(old));
+    let out = g.auth(&purchase(new, 2, 501), T0_S + 10);
+    assert_declined(&out, DeclineReason::SpendingLimit, b"61");
+    let out = g.auth(&purchase(new, 3, 500), T0_S + 20);
+    assert_eq!(out.code, ResponseCode::APPROVED);
+}

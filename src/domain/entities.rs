@@ -71,6 +71,9 @@ pub struct Cardholder {
     pub status: CardholderStatus,
     pub controls: Option<Box<SpendingControls>>,
     pub usage: Option<Box<Usage>>,
+    /// Sequence of its newest authorization (`u64::MAX` if none), the head of the chain
+    /// through `Authorization::back_of_cardholder`.
+    pub last_auth: u64,
 }
 
 /// A card. The PAN itself is never here: only its keyed hash (computed by the caller) and
@@ -90,6 +93,9 @@ pub struct Card {
     pub usage_root: CardId,
     /// Spend of the chain; only set on the root card.
     pub usage: Option<Box<Usage>>,
+    /// On the root card: sequence of the lineage's newest authorization (`u64::MAX` if
+    /// none), the head of the chain through `Authorization::back_in_lineage`.
+    pub last_auth: u64,
 }
 
 /// Boxed controls, or none when the controls are empty.

@@ -1,19 +1,28 @@
 //! Spend counted against spending limits, per calendar window.
 //!
 //! A `Usage` belongs to a card (shared by its replacements) or a cardholder. It keeps one
-//! bucket per distinct (interval, categories) of the limits that applied: the bucket holds the
+//! bucket per distinct (interval, categories) of the limits that apply: the bucket holds the
 //! start of the window it counts and the approved amount in it, net of reversals. Two limits
 //! with the same interval and categories share a bucket, so a program default and a card
-//! limit of the same shape see the same spend. A bucket created while a window is running
-//! counts from its creation (`counted_from_s`), so releasing an older authorization never
-//! subtracts what was never added.
+//! limit of the same shape see the same spend.
+//!
+//! A bucket is always complete: it has seen every amount counted in its window. A limit that
+//! has no bucket yet (it was just added, or it came back after being removed) gets one built
+//! from the authorization records (`Spent`: the shard walks the owner's records of the
+//! window), so a limit added mid-window counts what was approved before it, at once. Every
+//! count and release first drops the buckets of limits that no longer apply, so a bucket that
+//! stopped counting for a while is rebuilt rather than trusted when its limit returns.
 
 use super::calendar::{day_start_s, month_start_of_s, week_start_s, year_start_of_s};
 use super::controls::{Interval, SpendingLimit};
 use serde::{Deserialize, Serialize};
 
-/// Most buckets one usage keeps (twice the limits of one list, see `evict_unused`).
+/// Most buckets one usage keeps (twice the limits of one list).
 pub const USAGE_BUCKETS_MAX: usize = 32;
+
+/// What the records say a limit has counted: the approved amount, net of releases, of the
+/// owner's authorizations created at or after `from_s` that `limit` covers.
+pub type Spent<'a> = &'a dyn Fn(&SpendingLimit, i64) -> i64;
 
 /// Start of the window of `interval` containing `now_s` (`i64::MIN` for all_time).
 pub fn window_start_s(interval: Interval, now_s: i64) -> i64 {
@@ -46,11 +55,21 @@ fn seen_before(limits: &[SpendingLimit], i: usize, key: u64) -> bool {
     limits[..i].iter().any(|l| limit_key(l) == key)
 }
 
+/// The limits of a list that count spend over a window, each shape once, with their keys.
+fn windowed(limits: &[SpendingLimit]) -> impl Iterator<Item = (&SpendingLimit, u64)> {
+    limits.iter().enumerate().filter_map(|(i, limit)| {
+        if limit.interval == Interval::PerAuthorization {
+            return None;
+        }
+        let key = limit_key(limit);
+        (!seen_before(limits, i, key)).then_some((limit, key))
+    })
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Bucket {
     key: u64,
     window_start_s: i64,
-    counted_from_s: i64,
     used_minor: i64,
 }
 
@@ -65,61 +84,69 @@ impl Usage {
         self.buckets.iter().find(|b| b.key == key)
     }
 
-    /// Approved spend counted by `limit` in the window containing `now_s`.
-    pub fn used_minor(&self, limit: &SpendingLimit, now_s: i64) -> i64 {
-        match self.bucket(limit_key(limit)) {
-            Some(b) if b.window_start_s == window_start_s(limit.interval, now_s) => b.used_minor,
-            _ => 0,
+    /// Approved spend counted by `limit` in the window containing `now_s`, or `None` when
+    /// no bucket counts it (the records must tell).
+    pub fn used_minor(&self, limit: &SpendingLimit, now_s: i64) -> Option<i64> {
+        let b = self.bucket(limit_key(limit))?;
+        let current = b.window_start_s == window_start_s(limit.interval, now_s);
+        // A complete bucket of an earlier window: nothing was counted in this one yet.
+        Some(if current { b.used_minor } else { 0 })
+    }
+
+    /// Drops the buckets of limits not in `limits`: they stop counting from here on.
+    fn keep_only(&mut self, limits: &[SpendingLimit]) {
+        self.buckets
+            .retain(|b| limits.iter().any(|l| limit_key(l) == b.key));
+    }
+
+    /// Builds the buckets `limits` lack, for the windows containing `now_s`, from `spent`.
+    pub fn sync(&mut self, limits: &[SpendingLimit], now_s: i64, spent: Spent<'_>) {
+        self.keep_only(limits);
+        for (limit, key) in windowed(limits) {
+            if self.bucket(key).is_none() {
+                self.rebuild(limit, key, now_s, spent);
+            }
         }
     }
 
-    /// Drops buckets that none of `limits` uses, so a new one fits.
-    fn evict_unused(&mut self, limits: &[SpendingLimit]) {
-        self.buckets
-            .retain(|b| limits.iter().any(|l| limit_key(l) == b.key));
+    fn rebuild(&mut self, limit: &SpendingLimit, key: u64, now_s: i64, spent: Spent<'_>) {
         assert!(
             self.buckets.len() < USAGE_BUCKETS_MAX,
             "usage buckets over limit"
         );
+        let start = window_start_s(limit.interval, now_s);
+        self.buckets.push(Bucket {
+            key,
+            window_start_s: start,
+            used_minor: spent(limit, start),
+        });
     }
 
     /// Counts an approved `amount_minor` in `mcc` at `now_s` against every matching limit.
-    pub fn record(&mut self, limits: &[SpendingLimit], mcc: u16, amount_minor: i64, now_s: i64) {
-        for (i, limit) in limits.iter().enumerate() {
-            if limit.interval == Interval::PerAuthorization || !limit.covers(mcc) {
-                continue;
-            }
-            let key = limit_key(limit);
-            if seen_before(limits, i, key) {
+    /// The records already include it (`spent` sees it), so a bucket built here does not
+    /// add it again.
+    pub fn record(
+        &mut self,
+        limits: &[SpendingLimit],
+        mcc: u16,
+        amount_minor: i64,
+        now_s: i64,
+        spent: Spent<'_>,
+    ) {
+        self.keep_only(limits);
+        for (limit, key) in windowed(limits) {
+            if !limit.covers(mcc) {
                 continue;
             }
             let start = window_start_s(limit.interval, now_s);
-            let pos = self.buckets.iter().position(|b| b.key == key);
-            let pos = match pos {
-                Some(p) => p,
-                None => {
-                    if self.buckets.len() >= USAGE_BUCKETS_MAX {
-                        self.evict_unused(limits);
-                    }
-                    let counted_from_s = now_s;
-                    self.buckets.push(Bucket {
-                        key,
-                        window_start_s: start,
-                        counted_from_s,
-                        ..Default::default()
-                    });
-                    self.buckets.len() - 1
-                }
+            let Some(b) = self.buckets.iter_mut().find(|b| b.key == key) else {
+                self.rebuild(limit, key, now_s, spent);
+                continue;
             };
-            let b = &mut self.buckets[pos];
             if b.window_start_s != start {
                 // A new window: what was counted before does not count any more.
-                *b = Bucket {
-                    key,
-                    window_start_s: start,
-                    counted_from_s: start,
-                    used_minor: 0,
-                };
+                b.window_start_s = start;
+                b.used_minor = 0;
             }
             b.used_minor = b.used_minor.saturating_add(amount_minor);
         }
@@ -134,17 +161,14 @@ impl Usage {
         amount_minor: i64,
         created_s: i64,
     ) {
-        for (i, limit) in limits.iter().enumerate() {
-            if limit.interval == Interval::PerAuthorization || !limit.covers(mcc) {
-                continue;
-            }
-            let key = limit_key(limit);
-            if seen_before(limits, i, key) {
+        self.keep_only(limits);
+        for (limit, key) in windowed(limits) {
+            if !limit.covers(mcc) {
                 continue;
             }
             let start = window_start_s(limit.interval, created_s);
             if let Some(b) = self.buckets.iter_mut().find(|b| b.key == key) {
-                if b.window_start_s == start && created_s >= b.counted_from_s {
+                if b.window_start_s == start {
                     b.used_minor = (b.used_minor - amount_minor).max(0);
                 }
             }
@@ -153,18 +177,21 @@ impl Usage {
 }
 
 /// How much more may be approved in `mcc` at `now_s` under `limits` (`i64::MAX` if no limit
-/// applies). Never negative.
+/// applies). Never negative. A limit without a bucket asks `spent`.
 pub fn headroom_minor(
     limits: &[SpendingLimit],
     usage: Option<&Usage>,
     mcc: u16,
     now_s: i64,
+    spent: Spent<'_>,
 ) -> i64 {
     let mut room = i64::MAX;
     for limit in limits.iter().filter(|l| l.covers(mcc)) {
-        let used = match (limit.interval, usage) {
-            (Interval::PerAuthorization, _) | (_, None) => 0,
-            (_, Some(u)) => u.used_minor(limit, now_s),
+        let used = match limit.interval {
+            Interval::PerAuthorization => 0,
+            interval => usage
+                .and_then(|u| u.used_minor(limit, now_s))
+                .unwrap_or_else(|| spent(limit, window_start_s(interval, now_s))),
         };
         room = room.min((limit.amount_minor - used).max(0));
     }
@@ -174,6 +201,7 @@ pub fn headroom_minor(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
 
     fn lim(amount_minor: i64, interval: Interval, categories: Vec<u16>) -> SpendingLimit {
         SpendingLimit {
@@ -183,6 +211,34 @@ mod tests {
         }
     }
 
+    /// The authorization records a shard would walk: (created_s, mcc, counted).
+    #[derive(Default)]
+    struct Records(RefCell<Vec<(i64, u16, i64)>>);
+
+    impl Records {
+        fn add(&self, created_s: i64, mcc: u16, amount: i64) {
+            self.0.borrow_mut().push((created_s, mcc, amount));
+        }
+
+        fn spent(&self, limit: &SpendingLimit, from_s: i64) -> i64 {
+            let r = self.0.borrow();
+            r.iter()
+                .filter(|(t, mcc, _)| *t >= from_s && limit.covers(*mcc))
+                .map(|(_, _, a)| a)
+                .sum()
+        }
+    }
+
+    /// An approval as the shard counts it: into the records first, then the usage.
+    fn approve(u: &mut Usage, r: &Records, limits: &[SpendingLimit], t: i64, mcc: u16, a: i64) {
+        r.add(t, mcc, a);
+        u.record(limits, mcc, a, t, &|l, from| r.spent(l, from));
+    }
+
+    fn room(u: &Usage, r: &Records, limits: &[SpendingLimit], t: i64, mcc: u16) -> i64 {
+        headroom_minor(limits, Some(u), mcc, t, &|l, from| r.spent(l, from))
+    }
+
     #[test]
     fn record_and_headroom_with_categories() {
         let limits = vec![
@@ -190,18 +246,18 @@ mod tests {
             lim(3_000, Interval::Daily, vec![5812]),
             lim(2_500, Interval::PerAuthorization, vec![]),
         ];
-        let mut u = Usage::default();
+        let (mut u, r) = (Usage::default(), Records::default());
         let t = 1_700_000_000;
-        assert_eq!(headroom_minor(&limits, Some(&u), 5812, t), 2_500);
-        u.record(&limits, 5812, 2_000, t);
-        assert_eq!(headroom_minor(&limits, Some(&u), 5812, t), 1_000);
-        assert_eq!(headroom_minor(&limits, Some(&u), 5411, t), 2_500);
-        u.record(&limits, 5411, 2_500, t);
-        assert_eq!(u.used_minor(&limits[0], t), 4_500);
-        assert_eq!(u.used_minor(&limits[1], t), 2_000);
+        assert_eq!(room(&u, &r, &limits, t, 5812), 2_500);
+        approve(&mut u, &r, &limits, t, 5812, 2_000);
+        assert_eq!(room(&u, &r, &limits, t, 5812), 1_000);
+        assert_eq!(room(&u, &r, &limits, t, 5411), 2_500);
+        approve(&mut u, &r, &limits, t, 5411, 2_500);
+        assert_eq!(u.used_minor(&limits[0], t), Some(4_500));
+        assert_eq!(u.used_minor(&limits[1], t), Some(2_000));
         u.release(&limits, 5812, 2_000, t);
-        assert_eq!(u.used_minor(&limits[0], t), 2_500);
-        assert_eq!(u.used_minor(&limits[1], t), 0);
+        assert_eq!(u.used_minor(&limits[0], t), Some(2_500));
+        assert_eq!(u.used_minor(&limits[1], t), Some(0));
     }
 
     #[test]
@@ -210,28 +266,75 @@ mod tests {
             lim(500, Interval::Daily, vec![]),
             lim(900, Interval::Daily, vec![]),
         ];
-        let mut u = Usage::default();
-        u.record(&limits, 1, 400, 0);
-        assert_eq!(u.used_minor(&limits[1], 0), 400);
-        assert_eq!(headroom_minor(&limits, Some(&u), 1, 0), 100);
+        let (mut u, r) = (Usage::default(), Records::default());
+        approve(&mut u, &r, &limits, 0, 1, 400);
+        assert_eq!(u.buckets.len(), 1);
+        assert_eq!(u.used_minor(&limits[1], 0), Some(400));
+        assert_eq!(room(&u, &r, &limits, 0, 1), 100);
     }
 
     #[test]
     fn release_from_a_past_window_changes_nothing() {
         let limits = vec![lim(500, Interval::Daily, vec![])];
-        let mut u = Usage::default();
-        u.record(&limits, 1, 400, 86_399);
-        u.record(&limits, 1, 100, 86_400);
+        let (mut u, r) = (Usage::default(), Records::default());
+        approve(&mut u, &r, &limits, 86_399, 1, 400);
+        approve(&mut u, &r, &limits, 86_400, 1, 100);
         u.release(&limits, 1, 400, 86_399);
-        assert_eq!(u.used_minor(&limits[0], 86_400), 100);
+        assert_eq!(u.used_minor(&limits[0], 86_400), Some(100));
+        // The next day starts from zero; a bucket of an earlier window answers 0, not None.
+        assert_eq!(u.used_minor(&limits[0], 2 * 86_400), Some(0));
     }
 
     #[test]
-    fn limit_added_mid_window_does_not_release_older_spend() {
-        let limits = vec![lim(500, Interval::Daily, vec![])];
-        let mut u = Usage::default();
-        u.record(&limits, 1, 100, 1_000);
-        u.release(&limits, 1, 100, 999);
-        assert_eq!(u.used_minor(&limits[0], 1_000), 100);
+    fn limit_added_mid_window_counts_what_was_approved_before_it() {
+        let (mut u, r) = (Usage::default(), Records::default());
+        // Approved while the card had no limits: only the records saw it.
+        r.add(1_000, 5411, 300);
+        r.add(1_100, 5812, 50);
+        let limits = vec![
+            lim(500, Interval::Daily, vec![]),
+            lim(100, Interval::Daily, vec![5812]),
+        ];
+        assert_eq!(room(&u, &r, &limits, 2_000, 5411), 150);
+        assert_eq!(room(&u, &r, &limits, 2_000, 5812), 50);
+        u.sync(&limits, 2_000, &|l, from| r.spent(l, from));
+        assert_eq!(u.used_minor(&limits[0], 2_000), Some(350));
+        assert_eq!(u.used_minor(&limits[1], 2_000), Some(50));
+        approve(&mut u, &r, &limits, 2_500, 5411, 100);
+        assert_eq!(u.used_minor(&limits[0], 2_500), Some(450));
+        // The earlier authorization is reversed: counted, so taken back (from its record too).
+        r.0.borrow_mut()[0].2 = 0;
+        u.release(&limits, 5411, 300, 1_000);
+        assert_eq!(u.used_minor(&limits[0], 2_500), Some(150));
+        // Spend of yesterday never counts.
+        r.add(-10, 5411, 1_000);
+        let mut fresh = Usage::default();
+        fresh.sync(&limits, 2_500, &|l, from| r.spent(l, from));
+        assert_eq!(fresh.used_minor(&limits[0], 2_500), Some(150));
+    }
+
+    #[test]
+    fn a_bucket_built_by_a_count_does_not_add_the_amount_twice() {
+        let (mut u, r) = (Usage::default(), Records::default());
+        r.add(10, 1, 200);
+        let limits = vec![lim(1_000, Interval::Weekly, vec![])];
+        approve(&mut u, &r, &limits, 20, 1, 300);
+        assert_eq!(u.used_minor(&limits[0], 20), Some(500));
+    }
+
+    #[test]
+    fn a_limit_removed_then_added_back_is_rebuilt_from_the_records() {
+        let daily = vec![lim(1_000, Interval::Daily, vec![])];
+        let weekly = vec![lim(5_000, Interval::Weekly, vec![])];
+        let (mut u, r) = (Usage::default(), Records::default());
+        approve(&mut u, &r, &daily, 100, 1, 100);
+        // Under other limits the daily bucket stops counting and is dropped ...
+        approve(&mut u, &r, &weekly, 200, 1, 250);
+        assert_eq!(u.used_minor(&daily[0], 200), None);
+        // ... so when the daily limit returns it is built again, with both approvals.
+        assert_eq!(room(&u, &r, &daily, 300, 1), 650);
+        u.sync(&daily, 300, &|l, from| r.spent(l, from));
+        assert_eq!(u.used_minor(&daily[0], 300), Some(350));
+        assert_eq!(u.used_minor(&weekly[0], 300), None);
     }
 }

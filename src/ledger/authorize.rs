@@ -8,7 +8,7 @@ use super::records::{
 };
 use super::state::ShardState;
 use crate::domain::calendar::month_start_s;
-use crate::domain::controls::ControlViolation;
+use crate::domain::controls::{ControlViolation, SpendingLimit};
 use crate::domain::currency::AMOUNT_MINOR_MAX;
 use crate::domain::usage::headroom_minor;
 use crate::domain::{
@@ -145,7 +145,7 @@ impl ShardState {
             Some(orig) => self.incremental(ci, ai, req, orig, now_s),
             None => {
                 let d = self.evaluate(ci, ai, req, now_s, false);
-                let out = self.record_new(ci, ai, req, &d, RequestKind::Authorization, now_s);
+                let out = self.record_new(ai, req, &d, RequestKind::Authorization, now_s);
                 self.apply_early_reversal(req, &out, now_s);
                 out
             }
@@ -228,12 +228,22 @@ impl ShardState {
     /// cardholder limits.
     pub(crate) fn limit_headroom(&self, ci: usize, mcc: u16, now_s: i64) -> i64 {
         let card = &self.cards[ci];
-        let root = &self.cards[card.usage_root.seq() as usize];
-        let mut room = headroom_minor(self.card_limits(ci), root.usage.as_deref(), mcc, now_s);
-        let holder = &self.cardholders[card.cardholder.seq() as usize];
+        let ri = card.usage_root.seq() as usize;
+        let usage = self.cards[ri].usage.as_deref();
+        let spent = |l: &SpendingLimit, from_s| self.lineage_spent(ri, l, from_s);
+        let mut room = headroom_minor(self.card_limits(ci), usage, mcc, now_s, &spent);
+        let chi = card.cardholder.seq() as usize;
+        let holder = &self.cardholders[chi];
         if let Some(c) = &holder.controls {
-            let held = headroom_minor(&c.spending_limits, holder.usage.as_deref(), mcc, now_s);
-            room = room.min(held);
+            let spent = |l: &SpendingLimit, from_s| self.cardholder_spent(chi, l, from_s);
+            let usage = holder.usage.as_deref();
+            room = room.min(headroom_minor(
+                &c.spending_limits,
+                usage,
+                mcc,
+                now_s,
+                &spent,
+            ));
         }
         room
     }
@@ -296,7 +306,6 @@ impl ShardState {
     /// Records a new authorization (approved or declined) and places its hold.
     pub(crate) fn record_new(
         &mut self,
-        ci: usize,
         ai: usize,
         req: &AuthRequest,
         d: &Decision,
@@ -339,11 +348,14 @@ impl ShardState {
             amount_minor: d.approved_minor,
             held_minor: hold,
             captured_minor: 0,
+            counted_minor: 0,
+            back_in_lineage: 0,
+            back_of_cardholder: 0,
             merchant: req.merchant,
             first: entry,
             more: Vec::new(),
             history_dropped: 0,
-            transactions: Vec::new(),
+            transactions: Box::default(),
         });
         let key = KeyEntry {
             auth_seq: seq,
@@ -353,7 +365,7 @@ impl ShardState {
         self.keys.insert(req.key, key);
         if hold > 0 {
             self.place_hold(ai, hold);
-            self.count_usage(ci, req.mcc, hold, now_s);
+            self.count_usage(seq, hold, now_s);
         }
         self.outcome_of(seq, 0, ai, false)
     }
@@ -456,9 +468,8 @@ impl ShardState {
             auth.amount_minor += d.approved_minor;
             auth.held_minor += d.approved_minor;
             auth.merchant_amount_minor += d.approved_merchant_minor;
-            let mcc = auth.mcc;
             self.place_hold(ai, d.approved_minor);
-            self.count_usage(ci, mcc, d.approved_minor, now_s);
+            self.count_usage(seq, d.approved_minor, now_s);
         }
         let key = KeyEntry {
             auth_seq: seq,

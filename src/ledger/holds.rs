@@ -2,9 +2,10 @@
 //! against spending limits. Every hold placed or released goes through here, so the
 //! balance invariant (`funded + refunded - spent - held = available`) is kept in one place.
 
+use super::records::{chain_prev, Authorization};
 use super::state::ShardState;
 use crate::domain::controls::SpendingLimit;
-use crate::domain::usage::Usage;
+use crate::domain::usage::{Spent, Usage};
 
 impl ShardState {
     /// Limits that apply to a card: its own, else the program defaults.
@@ -50,47 +51,151 @@ impl ShardState {
             .checked_add(amount)
             .expect("available overflow");
         assert!(a.held_minor >= 0, "account held below zero");
-        self.uncount_usage(ci, mcc, amount, created_s);
+        self.uncount_usage(seq, ci, mcc, amount, created_s);
         amount
     }
 
-    /// Counts an approved amount against the card's (lineage's) and cardholder's limits.
-    pub(crate) fn count_usage(&mut self, ci: usize, mcc: u16, amount_minor: i64, now_s: i64) {
-        self.with_usages(ci, |limits, usage| {
-            usage.record(limits, mcc, amount_minor, now_s)
+    /// Counts `amount_minor` more of authorization `seq` (a hold placed) against its card's
+    /// (lineage's) and cardholder's limits.
+    pub(crate) fn count_usage(&mut self, seq: u64, amount_minor: i64, now_s: i64) {
+        let a = self
+            .auth_mut(seq)
+            .expect("count of a missing authorization");
+        a.counted_minor = a
+            .counted_minor
+            .checked_add(amount_minor)
+            .expect("counted overflow");
+        let (card, mcc) = (a.card, a.mcc);
+        let ci = self
+            .card_index(card)
+            .expect("authorization of a missing card");
+        self.with_usages(ci, |limits, usage, spent| {
+            usage.record(limits, mcc, amount_minor, now_s, spent)
         });
     }
 
-    /// Takes a released amount of an authorization made at `created_s` back from the limits.
-    pub(crate) fn uncount_usage(&mut self, ci: usize, mcc: u16, amount_minor: i64, created_s: i64) {
+    /// Takes a released amount of authorization `seq` (made at `created_s`) back from the
+    /// limits.
+    fn uncount_usage(&mut self, seq: u64, ci: usize, mcc: u16, amount_minor: i64, created_s: i64) {
         if amount_minor == 0 {
             return;
         }
-        self.with_usages(ci, |limits, usage| {
+        let a = self
+            .auth_mut(seq)
+            .expect("release of a missing authorization");
+        a.counted_minor -= amount_minor;
+        assert!(a.counted_minor >= 0, "counted below zero");
+        self.with_usages(ci, |limits, usage, _| {
             usage.release(limits, mcc, amount_minor, created_s)
         });
     }
 
+    /// Builds the buckets that card `ci`'s limits lack in its lineage's usage, from the
+    /// records (when it is issued or its limits change).
+    pub(crate) fn sync_card_usage(&mut self, ci: usize, now_s: i64) {
+        self.with_card_usage(ci, &mut |limits, usage, spent| {
+            usage.sync(limits, now_s, spent)
+        });
+    }
+
+    /// The same for cardholder `chi`'s own limits.
+    pub(crate) fn sync_cardholder_usage(&mut self, chi: usize, now_s: i64) {
+        self.with_cardholder_usage(chi, &mut |limits, usage, spent| {
+            usage.sync(limits, now_s, spent)
+        });
+    }
+
+    /// What the lineage of root card `root` has counted under `limit` since `from_s`.
+    pub(crate) fn lineage_spent(&self, root: usize, limit: &SpendingLimit, from_s: i64) -> i64 {
+        let head = self.cards[root].last_auth;
+        self.chain_spent(head, limit, from_s, |a| a.back_in_lineage)
+    }
+
+    /// What cardholder `chi`'s cards have counted under `limit` since `from_s`.
+    pub(crate) fn cardholder_spent(&self, chi: usize, limit: &SpendingLimit, from_s: i64) -> i64 {
+        let head = self.cardholders[chi].last_auth;
+        self.chain_spent(head, limit, from_s, |a| a.back_of_cardholder)
+    }
+
+    /// Walks a chain of authorizations from `head`, newest first, summing what those created
+    /// since `from_s` that `limit` covers count now. Stops at the first one older than
+    /// `from_s` (ids follow the clock) or at a purged one (purged records are older than the
+    /// retention age, so the chain is complete for any window shorter than that), and after
+    /// at most every record of the shard.
+    fn chain_spent(
+        &self,
+        head: u64,
+        limit: &SpendingLimit,
+        from_s: i64,
+        back: impl Fn(&Authorization) -> u32,
+    ) -> i64 {
+        let (mut seq, mut sum) = (head, 0i64);
+        for _ in 0..self.auths.len() {
+            let Some(a) = self.auth(seq) else {
+                break;
+            };
+            if a.created_s < from_s {
+                break;
+            }
+            if limit.covers(a.mcc) {
+                sum = sum.saturating_add(a.counted_minor);
+            }
+            seq = chain_prev(seq, back(a));
+        }
+        sum
+    }
+
     /// Runs `f` on the card lineage's usage with the card's limits, then on the cardholder's
-    /// usage with the cardholder's limits, creating a usage only where limits exist.
-    fn with_usages(&mut self, ci: usize, mut f: impl FnMut(&[SpendingLimit], &mut Usage)) {
+    /// usage with the cardholder's limits.
+    fn with_usages(
+        &mut self,
+        ci: usize,
+        mut f: impl FnMut(&[SpendingLimit], &mut Usage, Spent<'_>),
+    ) {
+        self.with_card_usage(ci, &mut f);
+        let chi = self.cards[ci].cardholder.seq() as usize;
+        self.with_cardholder_usage(chi, &mut f);
+    }
+
+    /// Runs `f` on card `ci`'s lineage usage with the card's limits and what the lineage's
+    /// records say. A usage exists only while limits do: without them it is dropped, as it
+    /// stops counting.
+    fn with_card_usage(
+        &mut self,
+        ci: usize,
+        f: &mut impl FnMut(&[SpendingLimit], &mut Usage, Spent<'_>),
+    ) {
         let root = self.cards[ci].usage_root.seq() as usize;
-        // Take the usage out so the limits can stay borrowed from the card or the config.
+        // Take the usage out so the limits and the records can stay borrowed.
         let mut usage = self.cards[root].usage.take();
         let limits = self.card_limits(ci);
-        if !limits.is_empty() {
-            f(limits, usage.get_or_insert_with(Box::default));
+        if limits.is_empty() {
+            usage = None;
+        } else {
+            let spent = |l: &SpendingLimit, from_s| self.lineage_spent(root, l, from_s);
+            f(limits, usage.get_or_insert_with(Box::default), &spent);
         }
         self.cards[root].usage = usage;
-        let chi = self.cards[ci].cardholder.seq() as usize;
-        let holder = &mut self.cardholders[chi];
-        if let Some(c) = &holder.controls {
-            if !c.spending_limits.is_empty() {
+    }
+
+    /// The same for cardholder `chi` and its own limits.
+    fn with_cardholder_usage(
+        &mut self,
+        chi: usize,
+        f: &mut impl FnMut(&[SpendingLimit], &mut Usage, Spent<'_>),
+    ) {
+        let mut usage = self.cardholders[chi].usage.take();
+        match &self.cardholders[chi].controls {
+            Some(c) if !c.spending_limits.is_empty() => {
+                let spent = |l: &SpendingLimit, from_s| self.cardholder_spent(chi, l, from_s);
                 f(
                     &c.spending_limits,
-                    holder.usage.get_or_insert_with(Box::default),
+                    usage.get_or_insert_with(Box::default),
+                    &spent,
                 );
             }
+            _ => usage = None,
         }
+        self.cardholders[chi].usage = usage;
     }
 }

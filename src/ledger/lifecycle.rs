@@ -68,7 +68,7 @@ impl ShardState {
             return unrecorded(DeclineReason::InvalidAmount, Some(currency), available);
         }
         if let Some(e) = self.keys.get(&req.key).copied() {
-            return self.advise_existing(e.auth_seq, ci, ai, req, amount, now_s);
+            return self.advise_existing(e.auth_seq, ai, req, amount, now_s);
         }
         if !self.auth_room() {
             return shard_full(currency, available);
@@ -80,7 +80,7 @@ impl ShardState {
             code: ResponseCode::APPROVED,
             reason: None,
         };
-        let out = self.record_new(ci, ai, req, &d, RequestKind::Advice, now_s);
+        let out = self.record_new(ai, req, &d, RequestKind::Advice, now_s);
         self.mark_overdrawn(ai);
         self.apply_early_reversal(req, &out, now_s);
         out
@@ -89,7 +89,6 @@ impl ShardState {
     fn advise_existing(
         &mut self,
         seq: u64,
-        ci: usize,
         ai: usize,
         req: &AuthRequest,
         amount: i64,
@@ -106,14 +105,14 @@ impl ShardState {
         }
         let adjustable = kind_holds(a.kind)
             && (a.status == AuthStatus::Pending || (a.status == AuthStatus::Closed && !a.approved));
-        let (held, captured, mcc) = (a.held_minor, a.captured_minor, a.mcc);
+        let (held, captured) = (a.held_minor, a.captured_minor);
         let last = a.more.last().unwrap_or(&a.first);
         let repeat = last.kind == RequestKind::Advice && last.amount_minor == amount;
         if adjustable {
             let want = (amount - captured).max(0);
             if want > held {
                 self.place_hold(ai, want - held);
-                self.count_usage(ci, mcc, want - held, now_s);
+                self.count_usage(seq, want - held, now_s);
                 self.auth_mut(seq).expect("checked").held_minor = want;
             } else if want < held {
                 self.release_hold(seq, held - want);
@@ -260,7 +259,7 @@ impl ShardState {
             Err(answer) => return answer,
         };
         let d = self.evaluate(ci, ai, req, now_s, false);
-        let out = self.record_new(ci, ai, req, &d, RequestKind::Financial, now_s);
+        let out = self.record_new(ai, req, &d, RequestKind::Financial, now_s);
         let captures = kind_holds(req.kind) || req.kind == AuthKind::Refund;
         if let Some(id) = out.authorization.filter(|_| d.approved() && captures) {
             self.capture_seq(id.seq(), d.approved_minor, true, now_s);
@@ -343,7 +342,7 @@ impl ShardState {
         a.held_minor -= take;
         a.captured_minor = a.captured_minor.saturating_add(amount_minor);
         a.updated_s = now_s;
-        a.transactions.push(id);
+        a.link_transaction(id);
         let rest = a.held_minor;
         if close || rest == 0 {
             self.release_hold(seq, rest);
@@ -441,7 +440,7 @@ impl ShardState {
         );
         if let Some(a) = auth_seq.and_then(|s| self.auth_mut(s)) {
             if a.transactions.len() < AUTH_TRANSACTIONS_MAX {
-                a.transactions.push(new_id);
+                a.link_transaction(new_id);
             }
         }
         Ok(Outcome::Refunded {

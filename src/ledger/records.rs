@@ -6,6 +6,26 @@ use super::command::{AuthKind, MerchantData, TxnKey};
 use crate::domain::{AuthorizationId, CardId, DeclineReason, ResponseCode, TransactionId};
 use serde::{Deserialize, Serialize};
 
+/// No authorization: the end of a chain (`Card::last_auth`, `chain_back`).
+pub const AUTH_NONE: u64 = u64::MAX;
+
+/// The distance stored for a link from `seq` back to `prev` (`AUTH_NONE` or too far: 0).
+pub fn chain_back(seq: u64, prev: u64) -> u32 {
+    if prev == AUTH_NONE || prev >= seq {
+        return 0;
+    }
+    u32::try_from(seq - prev).unwrap_or(0)
+}
+
+/// The sequence a stored distance `back` from `seq` points to.
+pub fn chain_prev(seq: u64, back: u32) -> u64 {
+    if back == 0 {
+        AUTH_NONE
+    } else {
+        seq - u64::from(back)
+    }
+}
+
 /// Most request-history entries kept per authorization; later messages are still applied,
 /// their entries dropped (and counted).
 pub const HISTORY_MAX: usize = 32;
@@ -79,15 +99,33 @@ pub struct Authorization {
     pub amount_minor: i64,
     pub held_minor: i64,
     pub captured_minor: i64,
+    /// What it counts against spending limits now: holds placed, less holds released
+    /// (captures keep counting what they took from the hold). Limits added later are
+    /// rebuilt from it.
+    pub counted_minor: i64,
+    /// How many sequences back the previous authorization of the same card lineage is, and
+    /// of the same cardholder (0: none, or too far back to matter): the chains a new limit's
+    /// spend is rebuilt from, newest first. Distances keep the record within 256 bytes.
+    pub back_in_lineage: u32,
+    pub back_of_cardholder: u32,
     pub merchant: MerchantData,
     /// First entry inline: most authorizations have exactly one message.
     pub first: RequestEntry,
     pub more: Vec<RequestEntry>,
     pub history_dropped: u32,
-    pub transactions: Vec<TransactionId>,
+    /// A boxed slice, not a `Vec`: 8 bytes less on every record, and most have none.
+    pub transactions: Box<[TransactionId]>,
 }
 
 impl Authorization {
+    /// Links a transaction (captures are few: the copy per link costs less than a `Vec`'s
+    /// spare capacity on every record).
+    pub fn link_transaction(&mut self, id: TransactionId) {
+        let mut all = std::mem::take(&mut self.transactions).into_vec();
+        all.push(id);
+        self.transactions = all.into_boxed_slice();
+    }
+
     /// Entry `i` of the request history (0 = the first message).
     pub fn entry(&self, i: u16) -> Option<&RequestEntry> {
         if i == 0 {

@@ -7,7 +7,7 @@
 
 use super::command::{Command, CommandError, Outcome, ProgramConfig, TxnKey};
 use super::platform::{Awaiting, WebhookConfig};
-use super::records::{Authorization, EarlyReversal, KeyEntry, Transaction};
+use super::records::{chain_back, Authorization, EarlyReversal, KeyEntry, Transaction, AUTH_NONE};
 use crate::domain::controls::{normalize_limits, validate_limits, SpendingControls};
 use crate::domain::currency::AMOUNT_MINOR_MAX;
 use crate::domain::entities::{boxed_controls, Account, Card, Cardholder, NAME_LEN_MAX};
@@ -155,7 +155,7 @@ pub fn apply(state: &mut ShardState, cmd: &Command, now_s: i64) -> Outcome {
             name,
             status,
             spending_controls,
-        } => state.create_cardholder(*account, name, *status, spending_controls),
+        } => state.create_cardholder(*account, name, *status, spending_controls, now_s),
         Command::UpdateCardholder {
             cardholder,
             name,
@@ -166,13 +166,14 @@ pub fn apply(state: &mut ShardState, cmd: &Command, now_s: i64) -> Outcome {
             name.as_deref(),
             *status,
             spending_controls.as_ref(),
+            now_s,
         ),
-        Command::CreateCard { .. } => state.create_card(cmd),
+        Command::CreateCard { .. } => state.create_card(cmd, now_s),
         Command::UpdateCard {
             card,
             status,
             spending_controls,
-        } => state.update_card(*card, *status, spending_controls.as_ref()),
+        } => state.update_card(*card, *status, spending_controls.as_ref(), now_s),
         Command::SetProgramConfig(config) => state.set_config(config),
         Command::ExpireHolds => Ok(state.expire_holds(now_s)),
         Command::Advice(req) => return Outcome::Authorization(state.advice(req, now_s)),
@@ -290,9 +291,20 @@ impl ShardState {
             && self.next_auth_seq() < ID_SEQ_MAX
     }
 
-    pub(crate) fn push_auth(&mut self, a: Authorization) {
-        assert_eq!(a.id, AuthorizationId::new(self.shard, self.next_auth_seq()));
+    /// Appends a new authorization at the head of its card lineage's and cardholder's chains.
+    pub(crate) fn push_auth(&mut self, mut a: Authorization) {
+        let seq = self.next_auth_seq();
+        assert_eq!(a.id, AuthorizationId::new(self.shard, seq));
         assert!(self.auths.len() < AUTHORIZATION_SLOTS_MAX);
+        let ci = self
+            .card_index(a.card)
+            .expect("authorization of a missing card");
+        let root = self.cards[ci].usage_root.seq() as usize;
+        let prev = std::mem::replace(&mut self.cards[root].last_auth, seq);
+        a.back_in_lineage = chain_back(seq, prev);
+        let chi = self.cards[ci].cardholder.seq() as usize;
+        let prev = std::mem::replace(&mut self.cardholders[chi].last_auth, seq);
+        a.back_of_cardholder = chain_back(seq, prev);
         self.auths.push(Some(a));
     }
 
@@ -386,6 +398,7 @@ impl ShardState {
         name: &str,
         status: CardholderStatus,
         controls: &SpendingControls,
+        now_s: i64,
     ) -> Result<Outcome, CommandError> {
         self.account_index(account)
             .ok_or(CommandError::NotFound { param: "account" })?;
@@ -404,7 +417,9 @@ impl ShardState {
             status,
             controls: boxed_controls(controls),
             usage: None,
+            last_auth: AUTH_NONE,
         });
+        self.sync_cardholder_usage(id.seq() as usize, now_s);
         Ok(Outcome::CardholderCreated(id))
     }
 
@@ -414,6 +429,7 @@ impl ShardState {
         name: Option<&str>,
         status: Option<CardholderStatus>,
         controls: Option<&SpendingControls>,
+        now_s: i64,
     ) -> Result<Outcome, CommandError> {
         let i = self.cardholder_index(id).ok_or(CommandError::NotFound {
             param: "cardholder",
@@ -431,11 +447,12 @@ impl ShardState {
         }
         if let Some(c) = controls {
             ch.controls = boxed_controls(c);
+            self.sync_cardholder_usage(i, now_s);
         }
         Ok(Outcome::Updated)
     }
 
-    fn create_card(&mut self, cmd: &Command) -> Result<Outcome, CommandError> {
+    fn create_card(&mut self, cmd: &Command, now_s: i64) -> Result<Outcome, CommandError> {
         let Command::CreateCard {
             cardholder,
             pan_hash,
@@ -491,7 +508,9 @@ impl ShardState {
             replacement_for: *replacement_for,
             usage_root,
             usage: None,
+            last_auth: AUTH_NONE,
         });
+        self.sync_card_usage(id.seq() as usize, now_s);
         Ok(Outcome::CardCreated(id))
     }
 
@@ -500,6 +519,7 @@ impl ShardState {
         id: CardId,
         status: Option<CardStatus>,
         controls: Option<&SpendingControls>,
+        now_s: i64,
     ) -> Result<Outcome, CommandError> {
         let i = self
             .card_index(id)
@@ -519,6 +539,7 @@ impl ShardState {
         }
         if let Some(c) = controls {
             card.controls = boxed_controls(c);
+            self.sync_card_usage(i, now_s);
         }
         Ok(Outcome::Updated)
     }

@@ -11,7 +11,7 @@ use super::file::sync_dir;
 use super::segment::{list_dir, snapshot_name, snapshot_tmp_name};
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"ASWSNAP\0";
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 pub const SNAPSHOT_HEADER_BYTES: usize = 36;
 /// Default bound on a snapshot payload, checked before reading it.
 pub const SNAPSHOT_LEN_MAX_DEFAULT: u64 = 4 << 30;
@@ -34,7 +34,7 @@ pub enum SnapshotError {
 /// ```text
 /// offset size field
 ///      0    8 magic          "ASWSNAP\0"
-///      8    4 version        u32, currently 1
+///      8    4 version        u32, currently 2 (1: before authorizations kept what they count against limits and their chains)
 ///     12    8 lsn            u64: the state includes every record with lsn <= this
 ///     20    8 payload_len    u64: bytes of payload after the header
 ///     28    4 payload_crc32c u32: CRC-32C of the payload
@@ -214,7 +214,7 @@ mod tests {
         let path = write_snapshot(dir.path(), 7, b"state").unwrap();
         assert_eq!(path, dir.path().join(snapshot_name(7)));
         let bytes = fs::read(&path).unwrap();
-        assert_eq!(&bytes[0..12], b"ASWSNAP\0\x01\0\0\0");
+        assert_eq!(&bytes[0..12], b"ASWSNAP\0\x02\0\0\0");
         assert_eq!(
             &bytes[12..28],
             &[7, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0]
