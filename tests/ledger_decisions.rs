@@ -802,6 +802,16 @@ fn the_authorization_cap_answers_91_and_records_nothing() {
     ));
 }
 
+fn set_cardholder_controls(f: &mut Fixture, controls: SpendingControls, now_s: i64) {
+    let cmd = Command::UpdateCardholder {
+        cardholder: f.cardholder,
+        name: None,
+        status: None,
+        spending_controls: Some(controls),
+    };
+    admin(&mut f.state, cmd, now_s);
+}
+
 /// Limits set during a window count what the card and cardholder had approved in it before
 /// they existed (as Stripe's do), and nothing from earlier windows.
 #[test]
@@ -836,13 +846,7 @@ fn limits_added_mid_window_count_earlier_approvals() {
         spending_controls: Some(SpendingControls::default()),
     };
     admin(&mut f.state, cmd, day + 50_000);
-    let cmd = Command::UpdateCardholder {
-        cardholder: f.cardholder,
-        name: None,
-        status: None,
-        spending_controls: Some(limit(6_000, Interval::Daily)),
-    };
-    admin(&mut f.state, cmd, day + 50_000);
+    set_cardholder_controls(&mut f, limit(6_000, Interval::Daily), day + 50_000);
     let out = f.auth(&purchase(f.card, 7, 1_001), day + 50_100);
     assert_declined(&out, DeclineReason::SpendingLimit, b"61");
     approve(&mut f, 8, 1_000, day + 50_200);
@@ -859,13 +863,7 @@ fn limits_added_mid_window_count_earlier_approvals() {
     };
     let cmd = Command::SetProgramConfig(config);
     assert_eq!(apply(&mut f.state, &cmd, day + 60_000), Outcome::ConfigSet);
-    let cmd = Command::UpdateCardholder {
-        cardholder: f.cardholder,
-        name: None,
-        status: None,
-        spending_controls: Some(SpendingControls::default()),
-    };
-    admin(&mut f.state, cmd, day + 60_000);
+    set_cardholder_controls(&mut f, SpendingControls::default(), day + 60_000);
     let out = f.auth(&purchase(f.card, 9, 1_001), day + 60_100);
     assert_declined(&out, DeclineReason::SpendingLimit, b"61");
     approve(&mut f, 10, 1_000, day + 60_200);
