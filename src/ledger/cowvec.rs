@@ -34,6 +34,7 @@ pub enum Part<T> {
 }
 
 impl<T: Clone + Default> Part<T> {
+    #[inline]
     pub fn get(&self) -> &T {
         match self {
             Part::Owned(value) => value,
@@ -42,16 +43,25 @@ impl<T: Clone + Default> Part<T> {
     }
 
     /// The value to write; taken back from sharing first (copied if a snapshot holds it).
+    /// Inlined: the shard writes through here many times per authorization, and the value is
+    /// almost always owned already.
+    #[inline]
     pub fn get_mut(&mut self) -> &mut T {
         if let Part::Shared(_) = self {
-            let Part::Shared(shared) = std::mem::replace(self, Part::Owned(T::default())) else {
-                unreachable!("matched above")
-            };
-            *self = Part::Owned(Arc::try_unwrap(shared).unwrap_or_else(|s| (*s).clone()));
+            self.take_back();
         }
         match self {
             Part::Owned(value) => value,
             Part::Shared(_) => unreachable!("owned above"),
+        }
+    }
+
+    /// Turns a shared value into an owned one: the first write after a snapshot.
+    #[cold]
+    #[inline(never)]
+    fn take_back(&mut self) {
+        if let Part::Shared(shared) = std::mem::replace(self, Part::Owned(T::default())) {
+            *self = Part::Owned(Arc::try_unwrap(shared).unwrap_or_else(|s| (*s).clone()));
         }
     }
 
@@ -89,11 +99,13 @@ impl<T: Clone> CowVec<T> {
     }
 
     /// Chunk and offset of logical index `i` (which must be below `len`).
+    #[inline]
     fn locate(&self, i: usize) -> (usize, usize) {
         let p = self.front + i;
         (p / CHUNK, p % CHUNK)
     }
 
+    #[inline]
     pub fn get(&self, i: usize) -> Option<&T> {
         if i >= self.len {
             return None;
@@ -132,6 +144,7 @@ impl<T: Clone> CowVec<T> {
     }
 
     /// Mutable access; takes the element's chunk back from sharing first.
+    #[inline]
     pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
         if i >= self.len {
             return None;
@@ -165,22 +178,30 @@ impl<T: Clone> CowVec<T> {
 
 impl<T: Clone> Index<usize> for CowVec<T> {
     type Output = T;
+    #[inline]
     fn index(&self, i: usize) -> &T {
         match self.get(i) {
             Some(v) => v,
-            None => panic!("index {i} out of range for length {}", self.len),
+            None => out_of_range(i, self.len),
         }
     }
 }
 
 impl<T: Clone> IndexMut<usize> for CowVec<T> {
+    #[inline]
     fn index_mut(&mut self, i: usize) -> &mut T {
         let len = self.len;
         match self.get_mut(i) {
             Some(v) => v,
-            None => panic!("index {i} out of range for length {len}"),
+            None => out_of_range(i, len),
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn out_of_range(i: usize, len: usize) -> ! {
+    panic!("index {i} out of range for length {len}")
 }
 
 impl<T: fmt::Debug + Clone> fmt::Debug for CowVec<T> {
