@@ -4,7 +4,9 @@
 //! is a real approval that places a hold. `authorize_3_limits_other_account_webhook` is the
 //! same with an authorization webhook set on another account of the shard: the cost of the
 //! platform checks for an account without an endpoint. The shard holds 1M to 3M open holds
-//! while it is measured (see `PREFILL`).
+//! while it is measured (see `PREFILL`). `authorize_3_limits_cached` is the first on a shard
+//! of 10 000 to 60 000 holds whose key index stays in cache: the decision's own work without
+//! most of the memory misses, and a steadier figure to compare two builds with.
 
 use authswitch::domain::controls::{Interval, SpendingControls, SpendingLimit};
 use authswitch::domain::Currency;
@@ -29,8 +31,9 @@ fn limits() -> SpendingControls {
 }
 
 fn bench_authorize(c: &mut Criterion) {
-    run(c, "authorize_3_limits", false);
-    run(c, "authorize_3_limits_other_account_webhook", true);
+    run(c, "authorize_3_limits", false, BIG);
+    run(c, "authorize_3_limits_other_account_webhook", true, BIG);
+    run(c, "authorize_3_limits_cached", false, CACHED);
     run_windows(c);
 }
 
@@ -61,8 +64,24 @@ fn other_account_webhook(f: &mut Fixture) {
 const PREFILL: u64 = 1_000_000;
 const HOLDS_MAX: u64 = 3_000_000;
 
-/// The shard the bench runs on, with `PREFILL` holds open. Keys are numbered from 1.
-fn shard(webhook_elsewhere: bool) -> Fixture {
+/// Holds open at the start and at most: the big shard, and one that stays in cache.
+#[derive(Clone, Copy)]
+struct Size {
+    prefill: u64,
+    max: u64,
+}
+
+const BIG: Size = Size {
+    prefill: PREFILL,
+    max: HOLDS_MAX,
+};
+const CACHED: Size = Size {
+    prefill: 10_000,
+    max: 60_000,
+};
+
+/// The shard the bench runs on, with `prefill` holds open. Keys are numbered from 1.
+fn shard(webhook_elsewhere: bool, prefill: u64) -> Fixture {
     let mut f = Fixture::new(999_999_999_999);
     if webhook_elsewhere {
         other_account_webhook(&mut f);
@@ -85,7 +104,7 @@ fn shard(webhook_elsewhere: bool) -> Fixture {
     };
     admin(&mut f.state, cmd, T0_S);
     let mut cmd = Command::Authorize(purchase(f.card, 0, 1));
-    for n in 1..=PREFILL {
+    for n in 1..=prefill {
         authorize(&mut f, &mut cmd, n);
     }
     f
@@ -112,21 +131,21 @@ fn apply_approved(f: &mut Fixture, cmd: &Command) {
     black_box(out);
 }
 
-fn run(c: &mut Criterion, name: &str, webhook_elsewhere: bool) {
-    let mut f = shard(webhook_elsewhere);
+fn run(c: &mut Criterion, name: &str, webhook_elsewhere: bool, size: Size) {
+    let mut f = shard(webhook_elsewhere, size.prefill);
     let mut cmd = Command::Authorize(purchase(f.card, 0, 1));
-    let mut n = PREFILL;
+    let mut n = size.prefill;
     c.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let mut timed = std::time::Duration::ZERO;
             let mut left = iters;
             // Each pass adds at least one hold, and a full shard is rebuilt.
             while left > 0 {
-                if n >= HOLDS_MAX {
-                    f = shard(webhook_elsewhere);
-                    n = PREFILL;
+                if n >= size.max {
+                    f = shard(webhook_elsewhere, size.prefill);
+                    n = size.prefill;
                 }
-                let pass = left.min(HOLDS_MAX - n);
+                let pass = left.min(size.max - n);
                 let started = std::time::Instant::now();
                 for _ in 0..pass {
                     n += 1;
@@ -146,7 +165,7 @@ fn run(c: &mut Criterion, name: &str, webhook_elsewhere: bool) {
 const WINDOW: u64 = 32;
 
 fn run_windows(c: &mut Criterion) {
-    let mut f = shard(false);
+    let mut f = shard(false, PREFILL);
     let mut cmds: Vec<Command> = (0..WINDOW)
         .map(|_| Command::Authorize(purchase(f.card, 0, 1)))
         .collect();
@@ -158,7 +177,7 @@ fn run_windows(c: &mut Criterion) {
             let mut timed = std::time::Duration::ZERO;
             for _ in 0..iters {
                 if n + WINDOW > HOLDS_MAX {
-                    f = shard(false);
+                    f = shard(false, PREFILL);
                     n = PREFILL;
                 }
                 let started = std::time::Instant::now();
