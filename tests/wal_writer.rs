@@ -305,3 +305,55 @@ fn preallocated_segments_recover_and_a_torn_last_write_is_cut() {
     assert_eq!(rec.next_lsn, first_cut as u64);
     assert!(rec.truncated_bytes > 0);
 }
+
+/// Nice values of this process's threads whose name starts with `prefix` (Linux: field 19
+/// of /proc/self/task/*/stat, after the parenthesised name).
+#[cfg(target_os = "linux")]
+fn nice_of_threads(prefix: &str) -> Vec<i64> {
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
+        if stat[open + 1..close].starts_with(prefix) {
+            let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+            nice.push(fields[16].parse().unwrap());
+        }
+    }
+    nice
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn background_threads_run_at_the_lowest_priority_and_the_rest_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WalConfig {
+        preallocate: true,
+        commit: CommitMode::Thread,
+        segment_bytes_max: 64 * 1024,
+        ..WalConfig::new(dir.path(), 7)
+    };
+    let writer = WalWriter::<Done>::start(cfg, &Recovered::empty()).unwrap();
+    let lowered = |prefix: &str| {
+        let nice = nice_of_threads(prefix);
+        !nice.is_empty() && nice.iter().all(|&n| n == 19)
+    };
+    // Each thread lowers itself as it starts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(lowered("snap-7") && lowered("walprep-7")) {
+        assert!(
+            Instant::now() < deadline,
+            "snap {:?} walprep {:?}",
+            nice_of_threads("snap-7"),
+            nice_of_threads("walprep-7")
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The writer thread carries requests: it keeps the process's priority, as does this one.
+    assert_eq!(nice_of_threads("wal-7"), vec![0]);
+    let own = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let fields: Vec<&str> = own[own.rfind(')').unwrap() + 2..].split(' ').collect();
+    assert_eq!(fields[16], "0");
+    drop(writer);
+}

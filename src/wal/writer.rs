@@ -703,6 +703,7 @@ fn snapshot_loop(
     dir: PathBuf,
     shard: u16,
 ) {
+    background_priority(shard, "snapshot");
     // Ends when the handle drops its sender; at most SNAPSHOT_QUEUE_MAX are waiting.
     for (lsn, serialize) in rx.iter() {
         let state = serialize();
@@ -756,6 +757,7 @@ fn spare_loop(
     shared: &Shared,
     shard: u16,
 ) {
+    background_priority(shard, "spare segment");
     for () in rx.iter() {
         if ready.load(Ordering::Acquire) {
             continue;
@@ -779,6 +781,34 @@ fn spare_loop(
             }
         }
     }
+}
+
+/// Nice value of the snapshot and spare-segment threads: the lowest priority.
+pub const BACKGROUND_NICE: i32 = 19;
+
+/// Lowers the calling thread to `BACKGROUND_NICE`. The snapshot encoder and the zero-filler
+/// are work the shard can wait for (a later snapshot keeps more log; a late spare means one
+/// plain segment), while the I/O and shard threads on the same cores are requests waiting.
+/// When the machine is short of CPU (an overload on 2 cores) they took a tenth of a core from
+/// the hot path; at the lowest priority the scheduler gives them what the hot path leaves,
+/// and still a small share when it leaves nothing, so they never stop. A failure only costs
+/// that, so it is logged, not fatal.
+fn background_priority(shard: u16, role: &str) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain syscalls on the calling thread, no pointers. On Linux a nice value
+        // belongs to a thread, and PRIO_PROCESS with a thread id sets that thread's alone.
+        let rc = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, BACKGROUND_NICE)
+        };
+        if rc != 0 {
+            let error = io::Error::last_os_error();
+            warn!(shard, role, %error, "cannot lower the priority of a background WAL thread");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (shard, role);
 }
 
 /// Writes the zero-filled spare; false if `stopping` cut it short.
