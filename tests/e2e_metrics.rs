@@ -72,6 +72,18 @@ fn counters_move_by_exactly_the_traffic() {
         ),
         Some(500.0)
     );
+    // Five approvals and two declines are kept (declines stay queryable); the unknown card's
+    // request reached no shard. Every shard reports the default bound.
+    let per_shard = |name: &str| -> Vec<f64> {
+        (0..64)
+            .map_while(|shard| metric(&text, &format!("{name}{{shard=\"{shard}\"}}")))
+            .collect()
+    };
+    let kept = per_shard("authswitch_authorizations_kept");
+    assert!(!kept.is_empty(), "{text}");
+    assert_eq!(kept.iter().sum::<f64>(), 7.0, "{kept:?}");
+    let bounds = per_shard("authswitch_authorizations_kept_max");
+    assert_eq!(bounds, vec![4_000_000.0; kept.len()]);
     assert!(
         !text.contains(PAN) && !text.contains("424242"),
         "no PAN in metrics"

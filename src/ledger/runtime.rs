@@ -199,7 +199,8 @@ impl Ledger {
             .all(|s| !s.stats.failed.load(Ordering::Relaxed) && !s.wal.failed())
     }
 
-    /// Sets the queue-depth and balance gauges (called when /metrics is scraped).
+    /// Sets the queue-depth, authorization and balance gauges (called when /metrics is
+    /// scraped).
     pub async fn publish_gauges(&self) {
         let mut totals: Vec<CurrencyTotals> = Vec::new();
         for (shard, handle) in self.shards.iter().enumerate() {
@@ -210,7 +211,11 @@ impl Ledger {
             else {
                 continue;
             };
-            for t in shard_totals {
+            metrics::gauge!(crate::metrics::AUTHORIZATIONS_KEPT, "shard" => shard.to_string())
+                .set(shard_totals.authorizations as f64);
+            metrics::gauge!(crate::metrics::AUTHORIZATIONS_KEPT_MAX, "shard" => shard.to_string())
+                .set(shard_totals.authorizations_max as f64);
+            for t in shard_totals.currencies {
                 match totals.iter_mut().find(|x| x.currency == t.currency) {
                     Some(x) => {
                         x.held_minor = x.held_minor.saturating_add(t.held_minor);

@@ -60,7 +60,17 @@ pub enum Answer {
     Outcome(Outcome),
     /// Boxed: queries are the admin path, and the views are large.
     Query(Box<QueryResult>),
-    Totals(Vec<CurrencyTotals>),
+    Totals(ShardTotals),
+}
+
+/// What `Work::Totals` answers: a shard's gauges.
+pub struct ShardTotals {
+    /// Held and available sums per currency.
+    pub currencies: Vec<CurrencyTotals>,
+    /// Authorizations kept (open and retained) and the most the shard may keep: at that
+    /// bound new authorizations are answered 91, so operators watch the one near the other.
+    pub authorizations: u64,
+    pub authorizations_max: u64,
 }
 
 /// What a connection's writer task receives: one item per request read from the socket.
@@ -362,7 +372,14 @@ impl<'w> BatchBuilder<'w> {
         }
         let answer = match &job.work {
             Work::Query(query) => Answer::Query(Box::new(state.query(query, now_s))),
-            Work::Totals => Answer::Totals(state.totals_by_currency()),
+            Work::Totals => {
+                let (authorizations, authorizations_max) = state.authorizations_kept();
+                Answer::Totals(ShardTotals {
+                    currencies: state.totals_by_currency(),
+                    authorizations,
+                    authorizations_max,
+                })
+            }
             Work::Command(command) => {
                 let started = Instant::now();
                 let outcome = apply(state, command, now_s);

@@ -573,6 +573,11 @@ impl ShardState {
         self.cards.iter().map(|c| (c.pan_hash, c.id))
     }
 
+    /// Authorizations kept (open and retained) and the program's bound on them.
+    pub fn authorizations_kept(&self) -> (u64, u64) {
+        (self.auths.len() as u64, self.config.authorizations_max)
+    }
+
     /// Held and available sums per currency, sorted by currency code.
     pub fn totals_by_currency(&self) -> Vec<CurrencyTotals> {
         let mut out: Vec<CurrencyTotals> = Vec::new();
