@@ -306,19 +306,26 @@ fn preallocated_segments_recover_and_a_torn_last_write_is_cut() {
     assert!(rec.truncated_bytes > 0);
 }
 
-/// Nice values of this process's threads whose name starts with `prefix` (Linux: field 19
-/// of /proc/self/task/*/stat, after the parenthesised name).
+/// The name and nice value in a thread's /proc stat line (Linux: the nice value is field 19,
+/// counted after the parenthesised name, which may itself hold spaces).
 #[cfg(target_os = "linux")]
-fn nice_of_threads(prefix: &str) -> Vec<i64> {
+fn name_and_nice(stat: &str) -> (&str, i32) {
+    let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
+    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+    (&stat[open + 1..close], fields[16].parse().unwrap())
+}
+
+/// Nice values of this process's threads whose name starts with `prefix`.
+#[cfg(target_os = "linux")]
+fn nice_of_threads(prefix: &str) -> Vec<i32> {
     let mut nice = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
         let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
             continue; // the thread ended meanwhile
         };
-        let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
-        if stat[open + 1..close].starts_with(prefix) {
-            let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-            nice.push(fields[16].parse().unwrap());
+        let (name, value) = name_and_nice(&stat);
+        if name.starts_with(prefix) {
+            nice.push(value);
         }
     }
     nice
@@ -353,7 +360,6 @@ fn background_threads_run_at_the_lowest_priority_and_the_rest_do_not() {
     // The writer thread carries requests: it keeps the process's priority, as does this one.
     assert_eq!(nice_of_threads("wal-7"), vec![0]);
     let own = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-    let fields: Vec<&str> = own[own.rfind(')').unwrap() + 2..].split(' ').collect();
-    assert_eq!(fields[16], "0");
+    assert_eq!(name_and_nice(&own).1, 0);
     drop(writer);
 }

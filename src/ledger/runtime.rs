@@ -206,14 +206,14 @@ impl Ledger {
         for (shard, handle) in self.shards.iter().enumerate() {
             let depth = handle.jobs.len() as f64;
             let label = shard.to_string();
-            metrics::gauge!(crate::metrics::SHARD_QUEUE_DEPTH, "shard" => label).set(depth);
+            metrics::gauge!(crate::metrics::SHARD_QUEUE_DEPTH, "shard" => label.clone()).set(depth);
             let Ok(Answer::Totals(shard_totals)) = self.admin_job(shard as u16, Work::Totals).await
             else {
                 continue;
             };
-            metrics::gauge!(crate::metrics::AUTHORIZATIONS_KEPT, "shard" => shard.to_string())
+            metrics::gauge!(crate::metrics::AUTHORIZATIONS_KEPT, "shard" => label.clone())
                 .set(shard_totals.authorizations as f64);
-            metrics::gauge!(crate::metrics::AUTHORIZATIONS_KEPT_MAX, "shard" => shard.to_string())
+            metrics::gauge!(crate::metrics::AUTHORIZATIONS_KEPT_MAX, "shard" => label)
                 .set(shard_totals.authorizations_max as f64);
             for t in shard_totals.currencies {
                 match totals.iter_mut().find(|x| x.currency == t.currency) {

@@ -784,7 +784,7 @@ fn spare_loop(
 }
 
 /// Nice value of the snapshot and spare-segment threads: the lowest priority.
-pub const BACKGROUND_NICE: i32 = 19;
+const BACKGROUND_NICE: i32 = 19;
 
 /// Lowers the calling thread to `BACKGROUND_NICE`. The snapshot encoder and the zero-filler
 /// are work the shard can wait for (a later snapshot keeps more log; a late spare means one
