@@ -104,6 +104,114 @@ fn completions_in_order(commit: CommitMode) {
     writer.shutdown();
 }
 
+/// A completion that records the durable LSN it saw, and (when it has a gate) first tells
+/// the test it runs and then waits until the test opens the gate: it holds the writer thread,
+/// which runs completions, while the test queues more batches.
+struct Gated {
+    lsn: u64,
+    log: Log,
+    durable: Arc<dyn Fn() -> u64 + Send + Sync>,
+    gate: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
+}
+
+impl Completion for Gated {
+    fn complete(self, result: Result<(), WalFailed>) {
+        if let Some((entered, open)) = self.gate {
+            entered.send(()).unwrap();
+            open.recv_timeout(Duration::from_secs(10)).unwrap();
+        }
+        let durable = (self.durable)();
+        self.log.lock().unwrap().push((self.lsn, result, durable));
+    }
+}
+
+#[test]
+fn thread_commit_writes_the_batches_queued_during_a_sync_with_one_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WalConfig {
+        commit: CommitMode::Thread,
+        batch_queue_max: 16,
+        ..WalConfig::new(dir.path(), 0)
+    };
+    let writer = Arc::new(WalWriter::<Gated>::start(cfg, &Recovered::empty()).unwrap());
+    let log = Log::default();
+    let weak = Arc::downgrade(&writer);
+    let durable: Arc<dyn Fn() -> u64 + Send + Sync> =
+        Arc::new(move || weak.upgrade().map_or(u64::MAX, |w| w.durable_lsn()));
+    let mut lsn = 1;
+    // One batch of `records` payloads of `len` bytes; the first completion holds the writer
+    // when `gate` is set.
+    let mut batch = |records: usize, len: usize, gate: Option<_>| {
+        let mut bytes = Vec::new();
+        let mut completions = Vec::new();
+        let mut gate = gate;
+        for _ in 0..records {
+            encode_record(&mut bytes, lsn, 3, &vec![lsn as u8; len]);
+            completions.push(Gated {
+                lsn,
+                log: Arc::clone(&log),
+                durable: Arc::clone(&durable),
+                gate: gate.take(),
+            });
+            lsn += 1;
+        }
+        Batch {
+            bytes,
+            last_lsn: lsn - 1,
+            completions,
+        }
+    };
+    // Small batches: lsn 1 holds the writer; lsn 2..=26 arrive meanwhile, in five batches.
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (open, open_rx) = std::sync::mpsc::channel();
+    writer.submit(batch(1, 40, Some((entered_tx, open_rx))));
+    entered.recv_timeout(Duration::from_secs(10)).unwrap();
+    for _ in 0..5 {
+        writer.submit(batch(5, 40, None));
+    }
+    open.send(()).unwrap();
+    wait_for(&log, 26);
+    // All five were made durable together: each completion saw the last of them durable.
+    for (l, result, durable_at_completion) in log.lock().unwrap().iter() {
+        assert_eq!(*result, Ok(()));
+        let expected = if *l == 1 { 1 } else { 26 };
+        assert_eq!(*durable_at_completion, expected, "lsn {l}");
+    }
+
+    // Batches too big to share one write (two of 600 KB: more than WRITE_CHUNK_BYTES
+    // together) are still written and synced one at a time.
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (open, open_rx) = std::sync::mpsc::channel();
+    writer.submit(batch(1, 40, Some((entered_tx, open_rx))));
+    entered.recv_timeout(Duration::from_secs(10)).unwrap();
+    writer.submit(batch(1, 600_000, None));
+    writer.submit(batch(1, 600_000, None));
+    writer.submit(batch(2, 40, None));
+    open.send(()).unwrap();
+    wait_for(&log, 31);
+    let seen: Vec<(u64, u64)> = log.lock().unwrap()[26..]
+        .iter()
+        .map(|(l, _, d)| (*l, *d))
+        .collect();
+    // 27 alone (it held the writer); 28 alone; 29 with the two small records behind it.
+    assert_eq!(seen, vec![(27, 27), (28, 28), (29, 31), (30, 31), (31, 31)]);
+
+    let Ok(writer) = Arc::try_unwrap(writer) else {
+        panic!("writer still shared")
+    };
+    writer.shutdown();
+    let mut lsns = Vec::new();
+    let rec = recover(dir.path(), &RecoverOptions::default(), |lsn, kind, p| {
+        assert_eq!(kind, 3);
+        assert!(p.iter().all(|&b| b == lsn as u8), "lsn {lsn} payload");
+        lsns.push(lsn);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(lsns, (1..=31).collect::<Vec<_>>());
+    assert_eq!(rec.next_lsn, 32);
+}
+
 #[test]
 fn empty_batch_completes_and_none_policy_still_persists_at_shutdown() {
     let dir = tempfile::tempdir().unwrap();

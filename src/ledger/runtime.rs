@@ -294,7 +294,10 @@ fn wal_config(config: &Config, shard: u16) -> Result<WalConfig, StartError> {
         },
         commit: config.wal.commit,
         preallocate: config.wal.preallocate,
-        batch_queue_max: 4,
+        // With `commit = "thread"`, batches queued while the writer syncs share its next
+        // sync: room for what the shard decides during a slow one. Each holds at most
+        // `batch_records_max` records, whose requests hold in-flight permits.
+        batch_queue_max: 64,
         fault_plan,
     })
 }

@@ -71,7 +71,8 @@ pub enum CommitMode {
     /// next batch is decided once this one is durable.
     #[default]
     Inline,
-    /// A writer thread per shard: the shard decides batch k+1 while batch k is synced.
+    /// A writer thread per shard: the shard decides batch k+1 while batch k is synced, and
+    /// the batches it queued meanwhile share the next write and sync.
     Thread,
 }
 

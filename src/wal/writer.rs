@@ -1,6 +1,8 @@
 //! The group-commit writer: one thread per shard that writes each batch with one write and
-//! makes it durable with one fdatasync before completing the batch's completions, plus a
-//! snapshot thread that writes snapshots once the WAL is durable through their LSN.
+//! makes it durable with one fdatasync before completing the batch's completions (with
+//! `CommitMode::Thread`, the batches the shard queued during a sync share the next write and
+//! sync), plus a snapshot thread that writes snapshots once the WAL is durable through their
+//! LSN.
 
 use std::fs;
 use std::io;
@@ -485,14 +487,52 @@ impl<C: Completion> WriterThread<C> {
             rx,
             drain_max: self.cfg.batch_queue_max,
         };
-        // Ends on Shutdown or when the handle is gone; each message is one batch.
-        for msg in guard.rx.iter() {
-            match msg {
-                Msg::Batch(batch) => self.handle(batch),
-                Msg::Shutdown => break,
+        // Ends on Shutdown or when the handle is gone; each pass consumes at least one
+        // message.
+        let mut next = None;
+        loop {
+            let msg = match next.take() {
+                Some(msg) => msg,
+                None => match guard.rx.recv() {
+                    Ok(msg) => msg,
+                    Err(_) => break,
+                },
+            };
+            let Msg::Batch(mut batch) = msg else {
+                break;
+            };
+            // Group commit across batches: the shard goes on deciding while a batch is
+            // synced, so whatever it queued meanwhile joins the next write and sync (whole
+            // batches, up to `WRITE_CHUNK_BYTES` and `batch_queue_max` of them).
+            for _ in 1..self.cfg.batch_queue_max {
+                match guard.rx.try_recv() {
+                    Ok(Msg::Batch(more))
+                        if batch.bytes.len() + more.bytes.len() <= WRITE_CHUNK_BYTES =>
+                    {
+                        self.absorb(&mut batch, more);
+                    }
+                    Ok(other) => {
+                        next = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
             }
+            self.handle(batch);
         }
         self.finish();
+    }
+
+    /// Appends `more` (the batch queued right after `batch`) to `batch`, and recycles its
+    /// buffers.
+    fn absorb(&self, batch: &mut Batch<C>, mut more: Batch<C>) {
+        batch.bytes.extend_from_slice(&more.bytes);
+        batch.completions.append(&mut more.completions);
+        // A batch with no records carries the last LSN before it.
+        batch.last_lsn = batch.last_lsn.max(more.last_lsn);
+        more.bytes.clear();
+        let _ = self.bytes_tx.try_send(more.bytes);
+        let _ = self.completions_tx.try_send(more.completions);
     }
 
     /// The last sync (with fsync = none) and the closing log line.
