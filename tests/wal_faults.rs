@@ -5,13 +5,14 @@
 mod wal_common;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use authswitch::wal::{
     encode_record, recover, Batch, FaultPlan, RecoverOptions, Recovered, WalConfig, WalFailReason,
     WalFailed, WalWriter,
 };
-use wal_common::{submit, Done, Log};
+use wal_common::{submit, submit_and_wait, Done, Log};
 
 fn wait_for(log: &Log, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -32,7 +33,8 @@ fn recovered_lsns(dir: &Path) -> (Recovered, Vec<u64>) {
     (rec, lsns)
 }
 
-/// Five batches of three records; the plan lets two batches through and breaks the third.
+/// Five batches of three records, handed over one at a time (one write each); the plan lets
+/// two batches through and breaks the third.
 fn run_fault(plan: &str, reason: WalFailReason, os_error: Option<i32>) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = WalConfig {
@@ -42,9 +44,8 @@ fn run_fault(plan: &str, reason: WalFailReason, os_error: Option<i32>) {
     let log = Log::default();
     let writer = WalWriter::start(cfg, &Recovered::empty()).unwrap();
     for batch in 0..5 {
-        submit(&writer, batch * 3 + 1, batch * 3 + 3, 1, &log);
+        submit_and_wait(&writer, batch * 3 + 1, batch * 3 + 3, 1, &log);
     }
-    wait_for(&log, 15);
     let failed = WalFailed {
         reason,
         first_lsn: 7,
@@ -109,14 +110,85 @@ fn fault_counts_writes_across_rotated_segments() {
     let log = Log::default();
     let writer = WalWriter::start(cfg, &Recovered::empty()).unwrap();
     for lsn in 1..=5 {
-        submit(&writer, lsn, lsn, 1, &log);
+        submit_and_wait(&writer, lsn, lsn, 1, &log);
     }
-    wait_for(&log, 5);
     assert_eq!(
         writer.failed().map(|f| (f.reason, f.first_lsn)),
         Some((WalFailReason::Write, 4))
     );
     writer.shutdown();
+    assert_eq!(recovered_lsns(dir.path()).1, vec![1, 2, 3]);
+}
+
+/// A completion that logs its result and, when it has a gate, holds the writer thread (which
+/// runs completions) until the test opens it.
+struct Held {
+    lsn: u64,
+    log: Log,
+    gate: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
+}
+
+impl authswitch::wal::Completion for Held {
+    fn complete(self, result: Result<(), WalFailed>) {
+        if let Some((entered, open)) = self.gate {
+            entered.send(()).unwrap();
+            open.recv_timeout(Duration::from_secs(10)).unwrap();
+        }
+        self.log.lock().unwrap().push((self.lsn, result));
+    }
+}
+
+#[test]
+fn a_failed_write_of_merged_batches_fails_every_one_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WalConfig {
+        fault_plan: Some("write_fail_after=1".parse().unwrap()),
+        ..WalConfig::new(dir.path(), 0)
+    };
+    let log = Log::default();
+    let writer = WalWriter::<Held>::start(cfg, &Recovered::empty()).unwrap();
+    let batch = |from: u64, to: u64, gate: Option<_>| {
+        let mut bytes = Vec::new();
+        let mut gate = gate;
+        let completions = (from..=to)
+            .map(|lsn| {
+                encode_record(&mut bytes, lsn, 1, &lsn.to_le_bytes());
+                Held {
+                    lsn,
+                    log: Arc::clone(&log),
+                    gate: gate.take(),
+                }
+            })
+            .collect();
+        Batch {
+            bytes,
+            last_lsn: to,
+            completions,
+        }
+    };
+    // Write 1 (lsn 1..=3) succeeds and its first completion holds the writer while three
+    // more batches queue; they share write 2, which fails.
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (open, open_rx) = std::sync::mpsc::channel();
+    writer.submit(batch(1, 3, Some((entered_tx, open_rx))));
+    entered.recv_timeout(Duration::from_secs(10)).unwrap();
+    writer.submit(batch(4, 6, None));
+    writer.submit(batch(7, 9, None));
+    writer.submit(batch(10, 12, None));
+    open.send(()).unwrap();
+    wait_for(&log, 12);
+    let failed = WalFailed {
+        reason: WalFailReason::Write,
+        first_lsn: 4,
+        os_error: Some(5),
+    };
+    assert_eq!(writer.failed(), Some(failed));
+    writer.shutdown();
+    let got = log.lock().unwrap().clone();
+    let want: Vec<(u64, Result<(), WalFailed>)> = (1..=12)
+        .map(|lsn| (lsn, if lsn <= 3 { Ok(()) } else { Err(failed) }))
+        .collect();
+    assert_eq!(got, want);
     assert_eq!(recovered_lsns(dir.path()).1, vec![1, 2, 3]);
 }
 

@@ -95,6 +95,14 @@ impl Recorder for TestRecorder {
 
 struct Done(Arc<Mutex<Vec<Result<(), WalFailed>>>>);
 
+fn wait_until_len(results: &Mutex<Vec<Result<(), WalFailed>>>, len: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while results.lock().unwrap().len() < len {
+        assert!(Instant::now() < deadline, "completions did not arrive");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 impl Completion for Done {
     fn complete(self, result: Result<(), WalFailed>) {
         self.0.lock().unwrap().push(result);
@@ -124,6 +132,8 @@ fn wal_metrics_by_shard() {
         last_lsn: 3,
         completions: vec![done()],
     });
+    // Batch 1 is synced (and its sync fails) before batch 2 is queued: one batch a write.
+    wait_until_len(&results, 1);
     let mut batch2 = Vec::new();
     encode_record(&mut batch2, 4, 0, b"x");
     writer.submit(Batch {
@@ -131,11 +141,7 @@ fn wal_metrics_by_shard() {
         last_lsn: 4,
         completions: vec![done()],
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while results.lock().unwrap().len() < 2 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_until_len(&results, 2);
     writer.shutdown();
     assert_eq!(get("authswitch_wal_bytes_total{shard=9}"), Some(81.0));
     assert_eq!(

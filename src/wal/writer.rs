@@ -503,11 +503,15 @@ impl<C: Completion> WriterThread<C> {
             };
             // Group commit across batches: the shard goes on deciding while a batch is
             // synced, so whatever it queued meanwhile joins the next write and sync (whole
-            // batches, up to `WRITE_CHUNK_BYTES` and `batch_queue_max` of them).
+            // batches, up to `WRITE_CHUNK_BYTES` and `batch_queue_max` of them, and no more
+            // than the segment they go to has room for: segments end where they would alone).
+            let room = self
+                .room_for(batch.bytes.len())
+                .min(WRITE_CHUNK_BYTES as u64);
             for _ in 1..self.cfg.batch_queue_max {
                 match guard.rx.try_recv() {
                     Ok(Msg::Batch(more))
-                        if batch.bytes.len() + more.bytes.len() <= WRITE_CHUNK_BYTES =>
+                        if (batch.bytes.len() + more.bytes.len()) as u64 <= room =>
                     {
                         self.absorb(&mut batch, more);
                     }
@@ -521,6 +525,19 @@ impl<C: Completion> WriterThread<C> {
             self.handle(batch);
         }
         self.finish();
+    }
+
+    /// Bytes a write of `first` bytes and more may take in the segment it goes to: the current
+    /// one, or a new one when `first` alone already closes the current one (as `commit`
+    /// decides).
+    fn room_for(&self, first: usize) -> u64 {
+        let max = self.cfg.segment_bytes_max;
+        let used = self.segment.len_bytes;
+        if used > 0 && used + first as u64 > max {
+            max
+        } else {
+            max.saturating_sub(used)
+        }
     }
 
     /// Appends `more` (the batch queued right after `batch`) to `batch`, and recycles its

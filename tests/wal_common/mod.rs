@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use authswitch::wal::{encode_record, Batch, Completion, WalFailed, WalWriter};
 
@@ -37,4 +38,18 @@ pub fn submit(writer: &WalWriter<Done>, from: u64, to: u64, kind: u8, log: &Log)
         last_lsn: to,
         completions,
     });
+}
+
+/// As `submit`, then waits until the batch's completions have run: the writer in thread mode
+/// merges batches queued while it syncs into one write, so a test that counts writes (fault
+/// plans, segment bounds, per-batch metrics) hands over one batch at a time.
+pub fn submit_and_wait(writer: &WalWriter<Done>, from: u64, to: u64, kind: u8, log: &Log) {
+    let before = log.lock().unwrap().len();
+    submit(writer, from, to, kind, log);
+    let want = before + (to - from + 1) as usize;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log.lock().unwrap().len() < want {
+        assert!(Instant::now() < deadline, "completions did not arrive");
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
