@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use authswitch::wal::segment::{segment_name, snapshot_name, snapshot_tmp_name};
+use authswitch::wal::segment::{dead_name, segment_name, snapshot_name, snapshot_tmp_name};
 use authswitch::wal::{
     dump, recover, verify, RecoverOptions, Recovered, RecoveryError, SnapshotError, WalConfig,
     WalWriter,
@@ -91,11 +91,9 @@ fn snapshot_waits_for_durability_then_prunes() {
     let snap6 = dir.path().join(snapshot_name(6));
     wait_until("snapshot 6", || snap6.exists());
     // Segment 1 holds 1..=4 (all <= 6) and is pruned; segment 5 holds 5..=8 and stays.
-    wait_until("prune", || !dir.path().join(segment_name(1)).exists());
-    assert_eq!(
-        names(dir.path()),
-        vec![snapshot_name(6), segment_name(5), segment_name(9)]
-    );
+    // Deleted at the snapshot thread's pace: renamed to its dead name, cut down, unlinked.
+    let pruned = vec![snapshot_name(6), segment_name(5), segment_name(9)];
+    wait_until("prune", || names(dir.path()) == pruned);
 
     // A snapshot past the durable LSN is not written until the log gets there.
     assert!(writer.snapshot(16, b"state@16".to_vec()));
@@ -108,7 +106,9 @@ fn snapshot_waits_for_durability_then_prunes() {
     wait_until("snapshot 16", || {
         dir.path().join(snapshot_name(16)).exists()
     });
-    wait_until("prune 2", || !snap6.exists());
+    wait_until("prune 2", || {
+        names(dir.path()) == vec![snapshot_name(16), segment_name(17)]
+    });
     writer.shutdown();
     // Segment 13 holds 13..=16, all covered by the snapshot.
     assert_eq!(names(dir.path()), vec![snapshot_name(16), segment_name(17)]);
@@ -174,10 +174,21 @@ fn crash_between_snapshot_temp_write_and_rename_is_recoverable() {
     // What a crash after writing the temp file of snapshot 10 (not renamed) leaves behind.
     let tmp = dir.path().join(snapshot_tmp_name(10));
     fs::write(&tmp, b"ASWSNAP\0 half written").unwrap();
+    // And what a crash while pruning leaves: files renamed to their dead names, cut short at
+    // any byte (here mid-record and mid-header), which must not be read as log or snapshot.
+    let dead_segment = dir.path().join(dead_name(&segment_name(1)));
+    let dead_snapshot = dir.path().join(dead_name(&snapshot_name(2)));
+    fs::write(&dead_segment, [0x55u8; 37]).unwrap();
+    fs::write(&dead_snapshot, b"ASWSNAP\0\x02").unwrap();
     let (rec, lsns) = recover_lsns(dir.path()).unwrap();
     assert_eq!(rec.snapshot, Some((4, b"state@4".to_vec())));
     assert_eq!(lsns, (5..=10).collect::<Vec<_>>());
     assert!(!tmp.exists(), "leftover temp file removed");
+    assert!(
+        !dead_segment.exists() && !dead_snapshot.exists(),
+        "{:?}",
+        names(dir.path())
+    );
 }
 
 #[test]

@@ -395,7 +395,7 @@ fn remove_later_segments(dir: &Path, later: &[(u64, PathBuf)]) -> Result<u64, Re
 
 fn remove_temp_files(dir: &Path, listing: &DirListing) -> Result<(), RecoveryError> {
     for path in &listing.temp_files {
-        warn!(file = %path.display(), "WAL: removing a temporary file left by a crash (snapshot or spare segment)");
+        warn!(file = %path.display(), "WAL: removing a temporary file left by a crash (snapshot, spare segment, or a file being deleted)");
         fs::remove_file(path).map_err(io_at(path))?;
     }
     if !listing.temp_files.is_empty() {

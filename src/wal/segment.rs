@@ -1,7 +1,8 @@
 //! Names of the files in a shard's WAL directory and listing them in LSN order.
 //!
 //! `wal-{first_lsn:020}.log` holds records from `first_lsn` on; `snapshot-{lsn:020}.snap` holds
-//! the shard state through `lsn`; `*.tmp` are snapshots that were never renamed into place.
+//! the shard state through `lsn`; `*.tmp` are snapshots that were never renamed into place;
+//! `*.dead` are segments and snapshots being deleted (see `snapshot::prune`).
 
 use std::fs;
 use std::io;
@@ -20,6 +21,11 @@ pub fn snapshot_name(lsn: u64) -> String {
 
 pub fn snapshot_tmp_name(lsn: u64) -> String {
     format!("snapshot-{lsn:020}.snap.tmp")
+}
+
+/// The name a file takes while it is deleted piece by piece.
+pub fn dead_name(name: &str) -> String {
+    format!("{name}.dead")
 }
 
 fn parse_lsn(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
@@ -56,6 +62,8 @@ pub fn list_dir(dir: &Path) -> io::Result<DirListing> {
         } else if let Some(lsn) = parse_lsn(name, "snapshot-", ".snap") {
             listing.snapshots.push((lsn, path));
         } else if (name.starts_with("snapshot-") && name.ends_with(".tmp"))
+            || ((name.starts_with("snapshot-") || name.starts_with("wal-"))
+                && name.ends_with(".dead"))
             || name == super::writer::SPARE_NAME
         {
             listing.temp_files.push(path);

@@ -4,11 +4,12 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use thiserror::Error;
 
 use super::file::sync_dir;
-use super::segment::{list_dir, snapshot_name, snapshot_tmp_name};
+use super::segment::{dead_name, list_dir, snapshot_name, snapshot_tmp_name};
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"ASWSNAP\0";
 pub const SNAPSHOT_VERSION: u32 = 2;
@@ -53,19 +54,88 @@ fn encode_header(lsn: u64, payload: &[u8]) -> [u8; SNAPSHOT_HEADER_BYTES] {
     h
 }
 
-/// Writes `snapshot-{lsn}.snap` durably: temp file, fsync, rename, fsync of the directory.
-/// The caller guarantees the WAL is durable through `lsn`.
-pub fn write_snapshot(dir: &Path, lsn: u64, payload: &[u8]) -> io::Result<PathBuf> {
+/// How the snapshot thread spreads its disk work over time. A snapshot of a big shard is tens
+/// to hundreds of MiB, and a segment 64 MiB: written, or deleted, in one go, the disk's time
+/// for them delays the shard's own fdatasyncs, which every answer waits for. Written piece by
+/// piece (each piece synced before the next), or deleted by cutting the file down a piece at
+/// a time, with a pause after each piece, the WAL's syncs queue behind one piece at most.
+///
+/// Measured on this project's VM (ninth session) with a C program that appends 150 bytes and
+/// calls fdatasync 3 000 times while another thread works on 64 MiB files: deleting a written
+/// 64 MiB file with one unlink gave those syncs a p99.9 of 11-13 ms, cutting it down 1 or 4
+/// MiB at a time with 2 ms pauses 1.0-3.6 ms (1.3-2.4 ms with no deletion at all). In the
+/// switch at 50 000/s for 30 s with a snapshot every 300 000 records (four in the run),
+/// alternating builds: p99 17.5-18.6 ms written and pruned in one go, 3.2-3.5 ms paced
+/// (2.0-2.2 ms with no snapshot in the run). What is left is the shard's own copying of the
+/// chunks a snapshot still holds, not the disk.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    /// Bytes written (and synced) or cut per step.
+    pub piece: usize,
+    /// Pause after each step.
+    pub pause: Duration,
+}
+
+impl Pace {
+    /// The snapshot thread's pace: 1 MiB pieces, 2 ms apart (100 MiB take about 0.3 s).
+    pub const BACKGROUND: Pace = Pace {
+        piece: 1 << 20,
+        pause: Duration::from_millis(2),
+    };
+    /// No pauses, one piece (tests and tools).
+    pub const AT_ONCE: Pace = Pace {
+        piece: usize::MAX,
+        pause: Duration::ZERO,
+    };
+}
+
+/// Writes `snapshot-{lsn}.snap` durably: temp file written at `pace`, fsync, rename, fsync of
+/// the directory. The caller guarantees the WAL is durable through `lsn`.
+pub fn write_snapshot(dir: &Path, lsn: u64, payload: &[u8], pace: Pace) -> io::Result<PathBuf> {
     let tmp = dir.join(snapshot_tmp_name(lsn));
     let path = dir.join(snapshot_name(lsn));
     let mut file = fs::File::create(&tmp)?;
     file.write_all(&encode_header(lsn, payload))?;
-    file.write_all(payload)?;
+    // Bounded by payload.len() / piece steps.
+    for piece in payload.chunks(pace.piece.max(1)) {
+        file.write_all(piece)?;
+        if !pace.pause.is_zero() {
+            file.sync_data()?;
+            std::thread::sleep(pace.pause);
+        }
+    }
     file.sync_all()?;
     drop(file);
     fs::rename(&tmp, &path)?;
     sync_dir(dir)?;
     Ok(path)
+}
+
+/// Deletes `path` at `pace`: renamed first to its dead name (which recovery removes if a crash
+/// comes before the end) and the directory synced, so that no WAL listing ever sees a file cut
+/// short; then cut down a piece at a time, and unlinked.
+fn remove_paced(dir: &Path, path: &Path, pace: Pace) -> io::Result<()> {
+    if pace.pause.is_zero() {
+        return fs::remove_file(path);
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "WAL file name"))?;
+    let dead = dir.join(dead_name(name));
+    fs::rename(path, &dead)?;
+    sync_dir(dir)?;
+    let file = fs::OpenOptions::new().write(true).open(&dead)?;
+    let mut len = file.metadata()?.len();
+    let piece = pace.piece.max(1) as u64;
+    // Bounded by len / piece steps.
+    while len > 0 {
+        len = len.saturating_sub(piece);
+        file.set_len(len)?;
+        std::thread::sleep(pace.pause);
+    }
+    drop(file);
+    fs::remove_file(&dead)
 }
 
 fn corrupt(file: &Path, offset: u64, reason: impl Into<String>) -> SnapshotError {
@@ -180,20 +250,20 @@ pub struct Pruned {
 
 /// After a snapshot through `lsn` is durable: deletes segments whose records are all <= `lsn`
 /// (a segment is known to end where the next one starts, so the last segment always stays)
-/// and every snapshot older than `lsn`, then fsyncs the directory.
-pub fn prune(dir: &Path, lsn: u64) -> io::Result<Pruned> {
+/// and every snapshot older than `lsn`, at `pace`, then fsyncs the directory.
+pub fn prune(dir: &Path, lsn: u64, pace: Pace) -> io::Result<Pruned> {
     let listing = list_dir(dir)?;
     let mut pruned = Pruned::default();
     for pair in listing.segments.windows(2) {
         let (next_first_lsn, path) = (pair[1].0, &pair[0].1);
         if next_first_lsn <= lsn.saturating_add(1) {
-            fs::remove_file(path)?;
+            remove_paced(dir, path, pace)?;
             pruned.segments.push(path.clone());
         }
     }
     for (snap_lsn, path) in &listing.snapshots {
         if *snap_lsn < lsn {
-            fs::remove_file(path)?;
+            remove_paced(dir, path, pace)?;
             pruned.snapshots.push(path.clone());
         }
     }
@@ -211,7 +281,7 @@ mod tests {
     #[test]
     fn round_trip_and_exact_header() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write_snapshot(dir.path(), 7, b"state").unwrap();
+        let path = write_snapshot(dir.path(), 7, b"state", Pace::AT_ONCE).unwrap();
         assert_eq!(path, dir.path().join(snapshot_name(7)));
         let bytes = fs::read(&path).unwrap();
         assert_eq!(&bytes[0..12], b"ASWSNAP\0\x02\0\0\0");
@@ -264,14 +334,53 @@ mod tests {
     }
 
     #[test]
+    fn paced_write_and_prune_do_the_same_as_at_once() {
+        let pace = Pace {
+            piece: 1000,
+            pause: Duration::from_millis(1),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let payload: Vec<u8> = (0..10_500u32).map(|i| (i % 251) as u8).collect();
+        let path = write_snapshot(dir.path(), 30, &payload, pace).unwrap();
+        assert_eq!(
+            read_snapshot(&path, 30, 1 << 20).unwrap(),
+            (30, payload.clone())
+        );
+        write_snapshot(dir.path(), 9, b"old", pace).unwrap();
+        for lsn in [1, 11, 31] {
+            fs::write(dir.path().join(segment_name(lsn)), vec![7u8; 4_321]).unwrap();
+        }
+        let pruned = prune(dir.path(), 30, pace).unwrap();
+        assert_eq!(
+            pruned.segments,
+            vec![
+                dir.path().join(segment_name(1)),
+                dir.path().join(segment_name(11))
+            ]
+        );
+        assert_eq!(pruned.snapshots, vec![dir.path().join(snapshot_name(9))]);
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        // Nothing half deleted stays behind; the kept files are whole.
+        assert_eq!(left, vec![snapshot_name(30), segment_name(31)]);
+        assert_eq!(
+            fs::read(dir.path().join(segment_name(31))).unwrap(),
+            vec![7u8; 4_321]
+        );
+    }
+
+    #[test]
     fn prune_keeps_last_segment_and_newest_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         for lsn in [1, 11, 21] {
             fs::write(dir.path().join(segment_name(lsn)), b"").unwrap();
         }
-        write_snapshot(dir.path(), 5, b"a").unwrap();
-        write_snapshot(dir.path(), 20, b"b").unwrap();
-        let pruned = prune(dir.path(), 20).unwrap();
+        write_snapshot(dir.path(), 5, b"a", Pace::AT_ONCE).unwrap();
+        write_snapshot(dir.path(), 20, b"b", Pace::AT_ONCE).unwrap();
+        let pruned = prune(dir.path(), 20, Pace::AT_ONCE).unwrap();
         assert_eq!(
             pruned.segments,
             vec![
@@ -288,6 +397,12 @@ mod tests {
         for lsn in [1, 11, 21] {
             fs::write(dir2.path().join(segment_name(lsn)), b"").unwrap();
         }
-        assert_eq!(prune(dir2.path(), 19).unwrap().segments.len(), 1);
+        assert_eq!(
+            prune(dir2.path(), 19, Pace::AT_ONCE)
+                .unwrap()
+                .segments
+                .len(),
+            1
+        );
     }
 }

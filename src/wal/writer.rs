@@ -22,7 +22,7 @@ use super::file::{open_segment_file, sync_dir, FaultState, RealFile, WalFile, EN
 use super::record::batch_lsn_range;
 use super::recovery::Recovered;
 use super::segment::segment_name;
-use super::snapshot::{prune, write_snapshot};
+use super::snapshot::{prune, write_snapshot, Pace};
 use super::{CommitMode, FsyncPolicy, WalConfig, SNAPSHOT_QUEUE_MAX};
 
 /// Most bytes written between two syncs: a batch larger than this is written and synced in
@@ -771,14 +771,14 @@ fn snapshot_loop(
             );
             continue;
         }
-        let path = match write_snapshot(&dir, lsn, &state) {
+        let path = match write_snapshot(&dir, lsn, &state, Pace::BACKGROUND) {
             Ok(path) => path,
             Err(e) => {
                 error!(shard, lsn, error = %e, "WAL: writing snapshot failed");
                 continue;
             }
         };
-        match prune(&dir, lsn) {
+        match prune(&dir, lsn, Pace::BACKGROUND) {
             Ok(pruned) => info!(
                 shard, lsn, file = %path.display(), segments_deleted = pruned.segments.len(),
                 snapshots_deleted = pruned.snapshots.len(), "WAL: snapshot written"
