@@ -4,7 +4,8 @@
 //! The shard thread copies its state for every snapshot and goes on deciding while the
 //! snapshot thread encodes the copy. With plain `Vec`s that copy is deep: with a million cards
 //! and two million holds it took 395 ms, during which the shard answered nothing. Here the
-//! elements live in chunks of `CHUNK`, each a [`Part`]: `share` turns every chunk into an
+//! elements live in chunks (of `CHUNK` unless the type says otherwise), each a [`Part`]:
+//! `share` turns every chunk into an
 //! `Arc` and copies the pointers, and the first write to a chunk after that takes it back (a
 //! copy of that one chunk if the snapshot still holds it), so the cost of a snapshot is spread
 //! over the writes that follow it. Writes to a chunk the state owns cost no atomic operation.
@@ -22,8 +23,10 @@ use std::sync::Arc;
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Elements per chunk: copying one costs a few microseconds to ~100 µs (cards and holds with
-/// their spending controls and histories), small enough not to stall a batch.
+/// Elements per chunk unless the type says otherwise: copying one costs a few microseconds to
+/// ~100 µs (cards with their spending controls and histories), small enough not to stall a
+/// batch. The collections a snapshot's aftermath writes all over (holds, the key index's
+/// entries) use smaller chunks: see `ledger::state` and `ledger::keymap`.
 pub const CHUNK: usize = 1024;
 
 /// A value the state owns, or shares with snapshot copies.
@@ -74,16 +77,17 @@ impl<T: Clone + Default> Part<T> {
     }
 }
 
-/// A deque of `T` in chunks of `CHUNK`. `Clone` is deep; `share` is the cheap copy.
+/// A deque of `T` in chunks of `C` (a power of two). `Clone` is deep; `share` is the cheap
+/// copy.
 #[derive(Clone)]
-pub struct CowVec<T> {
+pub struct CowVec<T, const C: usize = CHUNK> {
     chunks: VecDeque<Part<Vec<T>>>,
     /// Elements of the first chunk already popped from the front.
     front: usize,
     len: usize,
 }
 
-impl<T> Default for CowVec<T> {
+impl<T, const C: usize> Default for CowVec<T, C> {
     fn default() -> Self {
         CowVec {
             chunks: VecDeque::new(),
@@ -93,7 +97,7 @@ impl<T> Default for CowVec<T> {
     }
 }
 
-impl<T: Clone> CowVec<T> {
+impl<T: Clone, const C: usize> CowVec<T, C> {
     pub fn len(&self) -> usize {
         self.len
     }
@@ -102,7 +106,7 @@ impl<T: Clone> CowVec<T> {
     #[inline]
     fn locate(&self, i: usize) -> (usize, usize) {
         let p = self.front + i;
-        (p / CHUNK, p % CHUNK)
+        (p / C, p % C)
     }
 
     #[inline]
@@ -125,7 +129,7 @@ impl<T: Clone> CowVec<T> {
         }
         self.len -= 1;
         self.front += 1;
-        if self.front == CHUNK || self.len == 0 {
+        if self.front == C || self.len == 0 {
             self.chunks.pop_front();
             self.front = 0;
             if self.len == 0 {
@@ -136,11 +140,16 @@ impl<T: Clone> CowVec<T> {
 
     /// Every element, oldest first.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> {
+        self.slices().flat_map(|slice| slice.iter())
+    }
+
+    /// Every element, oldest first, a chunk's slice at a time.
+    pub fn slices(&self) -> impl DoubleEndedIterator<Item = &[T]> {
         let front = self.front;
         self.chunks
             .iter()
             .enumerate()
-            .flat_map(move |(n, chunk)| chunk.get()[if n == 0 { front } else { 0 }..].iter())
+            .map(move |(n, chunk)| &chunk.get()[if n == 0 { front } else { 0 }..])
     }
 
     /// Mutable access; takes the element's chunk back from sharing first.
@@ -153,17 +162,25 @@ impl<T: Clone> CowVec<T> {
         Some(&mut self.chunks[c].get_mut()[o])
     }
 
+    /// Appends; inlined (the shard pushes several times per authorization), with the start
+    /// of a new chunk out of line.
+    #[inline]
     pub fn push(&mut self, value: T) {
         let (c, o) = self.locate(self.len);
-        if o == 0 || c == self.chunks.len() {
-            let mut chunk = Vec::with_capacity(CHUNK);
-            chunk.push(value);
-            self.chunks.push_back(Part::Owned(chunk));
-        } else {
-            let last = self.chunks.back_mut().expect("chunk of a non-zero offset");
-            last.get_mut().push(value);
+        let chunks = self.chunks.len();
+        match self.chunks.back_mut() {
+            Some(last) if o != 0 && c + 1 == chunks => last.get_mut().push(value),
+            _ => self.push_chunk(value),
         }
         self.len += 1;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_chunk(&mut self, value: T) {
+        let mut chunk = Vec::with_capacity(C);
+        chunk.push(value);
+        self.chunks.push_back(Part::Owned(chunk));
     }
 
     /// A copy that shares every chunk with this vector: O(chunks), no element is copied.
@@ -176,7 +193,7 @@ impl<T: Clone> CowVec<T> {
     }
 }
 
-impl<T: Clone> Index<usize> for CowVec<T> {
+impl<T: Clone, const C: usize> Index<usize> for CowVec<T, C> {
     type Output = T;
     #[inline]
     fn index(&self, i: usize) -> &T {
@@ -187,7 +204,7 @@ impl<T: Clone> Index<usize> for CowVec<T> {
     }
 }
 
-impl<T: Clone> IndexMut<usize> for CowVec<T> {
+impl<T: Clone, const C: usize> IndexMut<usize> for CowVec<T, C> {
     #[inline]
     fn index_mut(&mut self, i: usize) -> &mut T {
         let len = self.len;
@@ -204,13 +221,13 @@ fn out_of_range(i: usize, len: usize) -> ! {
     panic!("index {i} out of range for length {len}")
 }
 
-impl<T: fmt::Debug + Clone> fmt::Debug for CowVec<T> {
+impl<T: fmt::Debug + Clone, const C: usize> fmt::Debug for CowVec<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.iter()).finish()
     }
 }
 
-impl<T: Serialize + Clone> Serialize for CowVec<T> {
+impl<T: Serialize + Clone, const C: usize> Serialize for CowVec<T, C> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let mut seq = serializer.serialize_seq(Some(self.len))?;
@@ -221,16 +238,16 @@ impl<T: Serialize + Clone> Serialize for CowVec<T> {
     }
 }
 
-impl<'de, T: Deserialize<'de> + Clone> Deserialize<'de> for CowVec<T> {
+impl<'de, T: Deserialize<'de> + Clone, const C: usize> Deserialize<'de> for CowVec<T, C> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct SeqVisitor<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de> + Clone> Visitor<'de> for SeqVisitor<T> {
-            type Value = CowVec<T>;
+        struct SeqVisitor<T, const C: usize>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Clone, const C: usize> Visitor<'de> for SeqVisitor<T, C> {
+            type Value = CowVec<T, C>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a sequence")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-                let mut out = CowVec::default();
+                let mut out = CowVec::<T, C>::default();
                 // Bounded by the input: each element is read from it.
                 while let Some(value) = access.next_element()? {
                     out.push(value);
@@ -238,7 +255,7 @@ impl<'de, T: Deserialize<'de> + Clone> Deserialize<'de> for CowVec<T> {
                 Ok(out)
             }
         }
-        deserializer.deserialize_seq(SeqVisitor(PhantomData))
+        deserializer.deserialize_seq(SeqVisitor::<T, C>(PhantomData))
     }
 }
 
@@ -248,7 +265,7 @@ mod tests {
 
     #[test]
     fn behaves_like_a_deque_across_chunk_edges() {
-        let mut v = CowVec::default();
+        let mut v: CowVec<_> = CowVec::default();
         let mut model = VecDeque::new();
         for n in 0..(3 * CHUNK as u64 + 17) {
             v.push(n);
@@ -288,7 +305,7 @@ mod tests {
 
     #[test]
     fn a_shared_copy_is_a_snapshot_writes_do_not_reach() {
-        let mut v = CowVec::default();
+        let mut v: CowVec<_> = CowVec::default();
         for n in 0..(2 * CHUNK as u32) {
             v.push(n);
         }
@@ -328,8 +345,34 @@ mod tests {
     }
 
     #[test]
+    fn a_smaller_chunk_size_shares_and_copies_per_chunk() {
+        let mut v: CowVec<u32, 4> = CowVec::default();
+        for n in 0..10 {
+            v.push(n);
+        }
+        assert_eq!(v.chunks.len(), 3);
+        assert_eq!(
+            v.slices().map(<[u32]>::len).collect::<Vec<_>>(),
+            vec![4, 4, 2]
+        );
+        let snapshot = v.share();
+        v[5] = 50;
+        v.push(10);
+        v.pop_front();
+        // Chunk 1 (the write) and chunk 2 (the push) were copied; chunk 0 is still shared.
+        assert!(same_arc(&v.chunks[0], &snapshot.chunks[0]));
+        assert!(matches!(v.chunks[1], Part::Owned(_)) && matches!(v.chunks[2], Part::Owned(_)));
+        assert!(snapshot.iter().copied().eq(0..10));
+        assert!(v.iter().copied().eq([1, 2, 3, 4, 50, 6, 7, 8, 9, 10]));
+        let back: CowVec<u32, 4> =
+            postcard::from_bytes(&postcard::to_allocvec(&v).unwrap()).unwrap();
+        assert!(back.iter().eq(v.iter()));
+        assert_eq!(back.chunks.len(), 3);
+    }
+
+    #[test]
     fn encodes_like_a_vec() {
-        let mut v = CowVec::default();
+        let mut v: CowVec<_> = CowVec::default();
         let mut plain = Vec::new();
         for n in 0..(CHUNK as u32 + 10) {
             v.push(n);

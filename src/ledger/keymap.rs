@@ -8,16 +8,22 @@
 //! their buckets, so a growth step moves 1/`SEGMENTS` of the entries (about 0.1 ms per million
 //! keys in the index).
 //!
-//! The segments can be shared with snapshot copies, like the chunks of `CowVec`: `share`
-//! copies 256 pointers, and the first write to a segment afterwards takes it back (copying it
-//! if the snapshot still holds it).
-//!
 //! Each segment is a `Table`: its entries in a dense vector, and an open-addressing index of
 //! 8-byte slots (32 bits of the key's hash and the entry's position) probed linearly. A
 //! lookup of a key that is not there, the common case (every new authorization), reads one
 //! cache line of slots, and the insert that follows writes the same line and appends to the
 //! entries. Knowing where that line is lets the shard read it ahead for a whole batch
 //! (`KeyMap::warm`), which a general-purpose map does not offer.
+//!
+//! A snapshot copy (`share`) shares the entries and not the index. The entries are in chunks
+//! of `ENTRY_CHUNK`, each a `cowvec::Part`: new keys append, so after a snapshot a segment's first insert
+//! copies only its last, partly filled chunk. The index is written at a random slot by every
+//! insert, so sharing it would have each segment's first insert copy the whole index; and a
+//! snapshot does not need it (it is read whole, and a loaded snapshot builds its own), so the
+//! copy has none, and its lookups (tests only) scan. Before this, the copy shared each segment
+//! whole: the first insert into each of the 256 copied all of it, 20-40 MB a shard with
+//! 300 000-600 000 keys, 16-57 ms of the shard's time right after every snapshot, most of it
+//! in page faults on the fresh memory (ninth session).
 //!
 //! Serialized exactly as a map (length, then key-value pairs), so snapshots do not depend on
 //! the segmenting.
@@ -36,12 +42,91 @@ use super::state::KeyHasher;
 /// Number of segments; a power of two.
 pub const SEGMENTS: usize = 256;
 
+/// Entries per chunk of a segment's entries: what a segment's first insert after a snapshot
+/// copies (256 keys of 40 bytes with a `KeyEntry`: 10 KiB).
+pub const ENTRY_CHUNK: usize = 256;
+
 /// One segment's entries and their slot index.
 #[derive(Clone)]
 struct Table<V> {
-    /// Empty, or a power of two at least twice the number of entries.
+    /// A power of two at least twice the number of entries; empty when there are no entries,
+    /// or in a snapshot copy (see the module doc).
     slots: Vec<Slot>,
-    entries: Vec<(TxnKey, V)>,
+    entries: Entries<V>,
+}
+
+/// A segment's entries: append-only but for removals (which move the last entry into the
+/// hole), in chunks of `ENTRY_CHUNK` that snapshot copies share until they are written. A
+/// plain vector of chunks, not a `CowVec`: no deque front to account for on every access.
+#[derive(Clone)]
+struct Entries<V> {
+    chunks: Vec<Part<Vec<(TxnKey, V)>>>,
+    len: usize,
+}
+
+impl<V> Default for Entries<V> {
+    fn default() -> Self {
+        Entries {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<V: Clone> Entries<V> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Entry `i`, which must be below `len`.
+    #[inline]
+    fn at(&self, i: usize) -> &(TxnKey, V) {
+        &self.chunks[i / ENTRY_CHUNK].get()[i % ENTRY_CHUNK]
+    }
+
+    /// Entry `i` to write; its chunk is taken back from a snapshot first.
+    #[inline]
+    fn at_mut(&mut self, i: usize) -> &mut (TxnKey, V) {
+        &mut self.chunks[i / ENTRY_CHUNK].get_mut()[i % ENTRY_CHUNK]
+    }
+
+    #[inline]
+    fn push(&mut self, entry: (TxnKey, V)) {
+        if self.len % ENTRY_CHUNK == 0 {
+            self.chunks
+                .push(Part::Owned(Vec::with_capacity(ENTRY_CHUNK)));
+        }
+        if let Some(last) = self.chunks.last_mut() {
+            last.get_mut().push(entry);
+        }
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<(TxnKey, V)> {
+        let last = self.chunks.last_mut()?.get_mut();
+        let entry = last.pop();
+        if last.is_empty() {
+            self.chunks.pop();
+        }
+        self.len -= usize::from(entry.is_some());
+        entry
+    }
+
+    fn slices(&self) -> impl Iterator<Item = &[(TxnKey, V)]> {
+        self.chunks.iter().map(|c| c.get().as_slice())
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(TxnKey, V)> {
+        self.slices().flatten()
+    }
+
+    fn share(&mut self) -> Self {
+        Entries {
+            chunks: self.chunks.iter_mut().map(Part::share).collect(),
+            len: self.len,
+        }
+    }
 }
 
 /// A slot of the index: `tag` 0 is empty; otherwise bits 32..64 of the key's hash (never 0,
@@ -75,28 +160,31 @@ impl<V> Default for Table<V> {
     fn default() -> Self {
         Table {
             slots: Vec::new(),
-            entries: Vec::new(),
+            entries: Entries::default(),
         }
     }
 }
 
-impl<V> Table<V> {
+impl<V: Clone> Table<V> {
     fn len(&self) -> usize {
         self.entries.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
     }
 
     fn mask(&self) -> usize {
         self.slots.len().wrapping_sub(1)
     }
 
-    /// (slot position, entry position) of `key`. Terminates: the index is never full.
+    /// (slot position, entry position) of `key`. Terminates: the index is never full. A
+    /// snapshot copy has no index: its entries are scanned (and the slot position is
+    /// meaningless; nothing writes to a copy without `ensure_index` first).
+    #[inline(always)]
     fn find(&self, key: &TxnKey, hash: u64) -> Option<(usize, usize)> {
         if self.slots.is_empty() {
-            return None;
+            return self.scan(key);
         }
         let tag = tag_of(hash);
         let mut pos = hash as usize & self.mask();
@@ -106,11 +194,21 @@ impl<V> Table<V> {
                 return None;
             }
             let index = slot.index as usize;
-            if slot.tag == tag && self.entries[index].0 == *key {
+            if slot.tag == tag && self.entries.at(index).0 == *key {
                 return Some((pos, index));
             }
             pos = (pos + 1) & self.mask();
         }
+    }
+
+    /// `find` without an index: no entries, or a snapshot copy. Bounded by the entries.
+    #[cold]
+    #[inline(never)]
+    fn scan(&self, key: &TxnKey) -> Option<(usize, usize)> {
+        self.entries
+            .iter()
+            .position(|(k, _)| k == key)
+            .map(|i| (usize::MAX, i))
     }
 
     /// Asks for the slot where a probe for `hash` starts to be brought into cache, so that
@@ -143,22 +241,44 @@ impl<V> Table<V> {
         };
     }
 
+    /// Gives a snapshot copy's table an index before it is written to (tests write to copies;
+    /// the shard never does).
+    fn ensure_index(&mut self) {
+        if self.slots.is_empty() && !self.is_empty() {
+            self.rebuild((2 * self.len() + 2).next_power_of_two().max(SLOTS_MIN));
+        }
+    }
+
+    /// A copy for a snapshot: the entries shared, no index.
+    fn share(&mut self) -> Self {
+        Table {
+            slots: Vec::new(),
+            entries: self.entries.share(),
+        }
+    }
+
     /// A new index of `len` slots over the current entries.
     fn rebuild(&mut self, len: usize) {
         let mut slots = vec![Slot::default(); len];
-        for (i, (key, _)) in self.entries.iter().enumerate() {
-            Self::place(&mut slots, hash_of(key), i);
+        let mut i = 0;
+        for slice in self.entries.slices() {
+            for (key, _) in slice {
+                Self::place(&mut slots, hash_of(key), i);
+                i += 1;
+            }
         }
         self.slots = slots;
     }
 
+    #[inline]
     fn get(&self, key: &TxnKey, hash: u64) -> Option<&V> {
-        self.find(key, hash).map(|(_, i)| &self.entries[i].1)
+        self.find(key, hash).map(|(_, i)| &self.entries.at(i).1)
     }
 
     fn insert(&mut self, key: TxnKey, hash: u64, value: V) -> Option<V> {
+        self.ensure_index();
         if let Some((_, i)) = self.find(&key, hash) {
-            return Some(std::mem::replace(&mut self.entries[i].1, value));
+            return Some(std::mem::replace(&mut self.entries.at_mut(i).1, value));
         }
         assert!(self.entries.len() < TABLE_ENTRIES_MAX, "key segment full");
         // At most half full: an absent key's probe ends within a slot or two.
@@ -171,6 +291,7 @@ impl<V> Table<V> {
     }
 
     fn remove(&mut self, key: &TxnKey, hash: u64) -> Option<V> {
+        self.ensure_index();
         let (mut hole, index) = self.find(key, hash)?;
         // Backward-shift deletion: later slots of the same run move up into the hole when
         // their probe started at or before it, so no probe ever crosses an empty slot.
@@ -178,7 +299,7 @@ impl<V> Table<V> {
         let mut pos = (hole + 1) & mask;
         while self.slots[pos].tag != 0 {
             let entry = self.slots[pos].index as usize;
-            let home = hash_of(&self.entries[entry].0) as usize & mask;
+            let home = hash_of(&self.entries.at(entry).0) as usize & mask;
             if (pos.wrapping_sub(home) & mask) >= (pos.wrapping_sub(hole) & mask) {
                 self.slots[hole] = self.slots[pos];
                 hole = pos;
@@ -189,23 +310,38 @@ impl<V> Table<V> {
         // The last entry moves into the removed one's place; its slot follows it.
         let last = self.entries.len() - 1;
         if index != last {
-            let moved = hash_of(&self.entries[last].0);
+            let moved = hash_of(&self.entries.at(last).0);
             let mut pos = moved as usize & mask;
             while self.slots[pos].index as usize != last || self.slots[pos].tag == 0 {
                 pos = (pos + 1) & mask;
             }
             self.slots[pos].index = index as u32;
         }
-        Some(self.entries.swap_remove(index).1)
+        let moved = self.entries.pop().expect("the entry found is there");
+        if index == last {
+            Some(moved.1)
+        } else {
+            Some(std::mem::replace(self.entries.at_mut(index), moved).1)
+        }
     }
 
+    /// Keeps the entries for which `keep` is true (which may change them), in order.
     fn retain(&mut self, mut keep: impl FnMut(&TxnKey, &mut V) -> bool) {
-        let before = self.entries.len();
-        self.entries.retain_mut(|(k, v)| keep(k, v));
-        if self.entries.len() != before {
-            let len = self.slots.len();
-            self.rebuild(len);
+        let mut kept = Entries::default();
+        // Bounded by the entries.
+        for (key, value) in self.entries.iter() {
+            let mut value = value.clone();
+            if keep(key, &mut value) {
+                kept.push((*key, value));
+            }
         }
+        self.entries = kept;
+        let len = if self.is_empty() {
+            0
+        } else {
+            (2 * self.len()).next_power_of_two().max(SLOTS_MIN)
+        };
+        self.rebuild(len);
     }
 }
 
@@ -213,16 +349,14 @@ impl<V> Table<V> {
 /// is the cheap copy.
 #[derive(Clone)]
 pub struct KeyMap<V> {
-    segments: Box<[Part<Table<V>>]>,
+    segments: Box<[Table<V>]>,
     len: usize,
 }
 
 impl<V> Default for KeyMap<V> {
     fn default() -> Self {
         KeyMap {
-            segments: (0..SEGMENTS)
-                .map(|_| Part::Owned(Table::default()))
-                .collect(),
+            segments: (0..SEGMENTS).map(|_| Table::default()).collect(),
             len: 0,
         }
     }
@@ -235,39 +369,39 @@ impl<V: Clone> KeyMap<V> {
 
     pub fn get(&self, key: &TxnKey) -> Option<&V> {
         let hash = hash_of(key);
-        self.segments[segment_of(hash)].get().get(key, hash)
+        self.segments[segment_of(hash)].get(key, hash)
     }
 
     /// Reads ahead the index slot where a lookup of `key` starts (see the module doc).
     pub fn warm(&self, key: &TxnKey) {
         let hash = hash_of(key);
-        self.segments[segment_of(hash)].get().warm(hash);
+        self.segments[segment_of(hash)].warm(hash);
     }
 
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&TxnKey, &V)> {
         self.segments
             .iter()
-            .flat_map(|s| s.get().entries.iter().map(|(k, v)| (k, v)))
+            .flat_map(|s| s.entries.iter().map(|(k, v)| (k, v)))
     }
 
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.segments
             .iter()
-            .flat_map(|s| s.get().entries.iter().map(|(_, v)| v))
+            .flat_map(|s| s.entries.iter().map(|(_, v)| v))
     }
 
-    /// A copy that shares every segment with this map: O(segments), no entry is copied.
+    /// A copy for a snapshot that shares every entry chunk with this map, without the index:
+    /// O(chunks), no entry is copied (see the module doc).
     pub fn share(&mut self) -> Self {
         KeyMap {
-            segments: self.segments.iter_mut().map(Part::share).collect(),
+            segments: self.segments.iter_mut().map(Table::share).collect(),
             len: self.len,
         }
     }
 
-    /// The segment of `hash`, copied first if a snapshot still shares it.
     fn segment_mut(&mut self, hash: u64) -> &mut Table<V> {
-        self.segments[segment_of(hash)].get_mut()
+        &mut self.segments[segment_of(hash)]
     }
 
     /// Inserts or replaces; returns the replaced value.
@@ -283,11 +417,7 @@ impl<V: Clone> KeyMap<V> {
     /// Inserts `make()` unless `key` is present; true if it inserted.
     pub fn insert_if_absent(&mut self, key: TxnKey, make: impl FnOnce() -> V) -> bool {
         let hash = hash_of(&key);
-        if self.segments[segment_of(hash)]
-            .get()
-            .get(&key, hash)
-            .is_some()
-        {
+        if self.segments[segment_of(hash)].get(&key, hash).is_some() {
             return false;
         }
         self.segment_mut(hash).insert(key, hash, make());
@@ -296,9 +426,9 @@ impl<V: Clone> KeyMap<V> {
     }
 
     pub fn remove(&mut self, key: &TxnKey) -> Option<V> {
-        // Only a key that is there takes its segment back from a snapshot.
+        // Only a key that is there takes its chunks back from a snapshot.
         let hash = hash_of(key);
-        self.segments[segment_of(hash)].get().get(key, hash)?;
+        self.segments[segment_of(hash)].get(key, hash)?;
         let old = self.segment_mut(hash).remove(key, hash);
         if old.is_some() {
             self.len -= 1;
@@ -310,8 +440,7 @@ impl<V: Clone> KeyMap<V> {
     pub fn retain(&mut self, mut keep: impl FnMut(&TxnKey, &mut V) -> bool) {
         let mut len = 0;
         for segment in self.segments.iter_mut() {
-            if !segment.get().is_empty() {
-                let segment = segment.get_mut();
+            if !segment.is_empty() {
                 segment.retain(&mut keep);
                 len += segment.len();
             }
@@ -447,34 +576,93 @@ mod tests {
     }
 
     #[test]
-    fn a_clone_shares_segments_until_written() {
+    fn a_snapshot_copy_shares_entry_chunks_not_the_index() {
         let mut map = KeyMap::default();
-        for n in 0..1_000u64 {
+        // 40 000 keys: about 156 a segment, so most segments have one chunk, some two.
+        for n in 0..40_000u64 {
             map.insert(key(n), n);
         }
-        let snapshot = map.share();
+        let chunks: usize = map.segments.iter().map(|s| s.entries.chunks.len()).sum();
+        let mut snapshot = map.share();
+        assert!(snapshot.segments.iter().all(|s| s.slots.is_empty()));
+        assert!(map.segments.iter().all(|s| !s.slots.is_empty()));
+        let shared = |m: &KeyMap<u64>| -> usize {
+            m.segments
+                .iter()
+                .flat_map(|s| &s.entries.chunks)
+                .filter(|c| matches!(c, Part::Shared(_)))
+                .count()
+        };
+        assert_eq!(shared(&map), chunks);
+        // A new key takes back only its segment's last chunk; a replaced value and a removal
+        // take back the chunks they write.
+        map.insert(key(1_000_000), 1);
+        assert_eq!(shared(&map), chunks - 1);
         map.insert(key(5), 55);
         map.remove(&key(6));
-        map.retain(|_, v| *v != 7);
+        map.remove(&key(1_000_000));
+        assert_eq!(
+            (map.get(&key(5)), map.get(&key(6)), map.len()),
+            (Some(&55), None, 39_999)
+        );
+        for n in (0..40_000u64).filter(|&n| n != 6) {
+            assert_eq!(map.get(&key(n)), Some(&if n == 5 { 55 } else { n }), "{n}");
+        }
+        // The copy is as it was; its lookups scan, and a write gives it an index first.
+        assert_eq!(snapshot.len(), 40_000);
         assert_eq!(
             (snapshot.get(&key(5)), snapshot.get(&key(6))),
             (Some(&5), Some(&6))
         );
-        assert_eq!((snapshot.len(), snapshot.get(&key(7))), (1_000, Some(&7)));
+        assert_eq!(snapshot.get(&key(1_000_000)), None);
+        let mut all: Vec<u64> = snapshot.values().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..40_000u64).collect::<Vec<_>>());
+        assert_eq!(snapshot.remove(&key(7)), Some(7));
+        assert_eq!(snapshot.insert(key(8), 88), Some(8));
         assert_eq!(
-            (map.get(&key(5)), map.get(&key(6)), map.len()),
-            (Some(&55), None, 998)
+            (snapshot.get(&key(7)), snapshot.get(&key(8))),
+            (None, Some(&88))
         );
-        let shared = (0..SEGMENTS)
-            .filter(|&i| matches!(&map.segments[i], Part::Shared(_)))
-            .count();
-        // retain took back every non-empty segment; the empty ones are still shared.
-        let empty = snapshot
-            .segments
-            .iter()
-            .filter(|s| s.get().is_empty())
-            .count();
-        assert_eq!(shared, empty);
+        assert_eq!(map.get(&key(7)), Some(&7));
+        assert_eq!(map.get(&key(8)), Some(&8));
+        // retain rewrites what it keeps.
+        map.retain(|_, v| *v % 2 == 0);
+        assert_eq!(shared(&map), 0);
+        assert_eq!(map.len(), 19_999);
+        assert_eq!((map.get(&key(4)), map.get(&key(3))), (Some(&4), None));
+    }
+
+    #[test]
+    fn removing_across_chunk_edges_matches_a_model() {
+        let mut table: Table<u64> = Table::default();
+        let mut model = std::collections::HashMap::new();
+        for n in 0..(3 * ENTRY_CHUNK as u64 + 5) {
+            table.insert(key(n), hash_of(&key(n)), n);
+            model.insert(key(n), n);
+        }
+        // Remove from the front, so that every removal moves the last entry (and empties the
+        // last chunk now and then), with a snapshot copy taken halfway.
+        let mut copy = None;
+        for n in 0..(2 * ENTRY_CHUNK as u64 + 3) {
+            if n == ENTRY_CHUNK as u64 {
+                copy = Some(table.share());
+            }
+            assert_eq!(
+                table.remove(&key(n), hash_of(&key(n))),
+                model.remove(&key(n))
+            );
+            assert_eq!(table.len(), model.len());
+        }
+        for n in 0..(3 * ENTRY_CHUNK as u64 + 5) {
+            assert_eq!(table.get(&key(n), hash_of(&key(n))), model.get(&key(n)));
+        }
+        let copy = copy.unwrap();
+        assert_eq!(copy.len(), 2 * ENTRY_CHUNK + 5);
+        assert_eq!(
+            copy.get(&key(ENTRY_CHUNK as u64), 0),
+            Some(&(ENTRY_CHUNK as u64))
+        );
     }
 
     #[test]
