@@ -66,8 +66,8 @@ fn encode_header(lsn: u64, payload: &[u8]) -> [u8; SNAPSHOT_HEADER_BYTES] {
 /// MiB at a time with 2 ms pauses 1.0-3.6 ms (1.3-2.4 ms with no deletion at all). In the
 /// switch at 50 000/s for 30 s with a snapshot every 300 000 records (four in the run),
 /// alternating builds: p99 17.5-18.6 ms written and pruned in one go, 3.2-3.5 ms paced
-/// (2.0-2.2 ms with no snapshot in the run). What is left is the shard's own copying of the
-/// chunks a snapshot still holds, not the disk.
+/// (2.0-2.2 ms with no snapshot in the run). What was left then, the shard's own copying of
+/// the chunks a snapshot still held, is cut down too (`ledger::keymap`, `ledger::state`).
 #[derive(Clone, Copy, Debug)]
 pub struct Pace {
     /// Bytes written (and synced) or cut per step.
