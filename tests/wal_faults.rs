@@ -12,7 +12,7 @@ use authswitch::wal::{
     encode_record, recover, Batch, FaultPlan, RecoverOptions, Recovered, WalConfig, WalFailReason,
     WalFailed, WalWriter,
 };
-use wal_common::{submit, submit_and_wait, Done, Log};
+use wal_common::{gate, submit, submit_and_wait, Done, Gate, Log};
 
 fn wait_for(log: &Log, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -120,19 +120,17 @@ fn fault_counts_writes_across_rotated_segments() {
     assert_eq!(recovered_lsns(dir.path()).1, vec![1, 2, 3]);
 }
 
-/// A completion that logs its result and, when it has a gate, holds the writer thread (which
-/// runs completions) until the test opens it.
+/// A completion that logs its result, after holding the writer when it has a gate.
 struct Held {
     lsn: u64,
     log: Log,
-    gate: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
+    gate: Option<Gate>,
 }
 
 impl authswitch::wal::Completion for Held {
     fn complete(self, result: Result<(), WalFailed>) {
-        if let Some((entered, open)) = self.gate {
-            entered.send(()).unwrap();
-            open.recv_timeout(Duration::from_secs(10)).unwrap();
+        if let Some(gate) = self.gate {
+            gate.hold();
         }
         self.log.lock().unwrap().push((self.lsn, result));
     }
@@ -168,14 +166,13 @@ fn a_failed_write_of_merged_batches_fails_every_one_of_them() {
     };
     // Write 1 (lsn 1..=3) succeeds and its first completion holds the writer while three
     // more batches queue; they share write 2, which fails.
-    let (entered_tx, entered) = std::sync::mpsc::channel();
-    let (open, open_rx) = std::sync::mpsc::channel();
-    writer.submit(batch(1, 3, Some((entered_tx, open_rx))));
-    entered.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (held, keeper) = gate();
+    writer.submit(batch(1, 3, Some(held)));
+    keeper.wait_held();
     writer.submit(batch(4, 6, None));
     writer.submit(batch(7, 9, None));
     writer.submit(batch(10, 12, None));
-    open.send(()).unwrap();
+    keeper.open();
     wait_for(&log, 12);
     let failed = WalFailed {
         reason: WalFailReason::Write,

@@ -1,6 +1,8 @@
 //! Writer behaviour beyond faults: completions only after durability and in order, buffer
 //! recycling, empty batches, the `none` fsync policy, and restarting on an existing log.
 
+mod wal_common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -8,6 +10,7 @@ use authswitch::wal::{
     encode_record, recover, Batch, CommitMode, Completion, FsyncPolicy, RecoverOptions, Recovered,
     WalConfig, WalFailed, WalWriter,
 };
+use wal_common::{gate, Gate};
 
 /// Records (lsn, result, durable_lsn seen at completion time).
 type Log = Arc<Mutex<Vec<(u64, Result<(), WalFailed>, u64)>>>;
@@ -104,21 +107,19 @@ fn completions_in_order(commit: CommitMode) {
     writer.shutdown();
 }
 
-/// A completion that records the durable LSN it saw, and (when it has a gate) first tells
-/// the test it runs and then waits until the test opens the gate: it holds the writer thread,
-/// which runs completions, while the test queues more batches.
+/// A completion that records the durable LSN it saw, after holding the writer thread (which
+/// runs completions) when it has a gate, while the test queues more batches.
 struct Gated {
     lsn: u64,
     log: Log,
     durable: Arc<dyn Fn() -> u64 + Send + Sync>,
-    gate: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
+    gate: Option<Gate>,
 }
 
 impl Completion for Gated {
     fn complete(self, result: Result<(), WalFailed>) {
-        if let Some((entered, open)) = self.gate {
-            entered.send(()).unwrap();
-            open.recv_timeout(Duration::from_secs(10)).unwrap();
+        if let Some(gate) = self.gate {
+            gate.hold();
         }
         let durable = (self.durable)();
         self.log.lock().unwrap().push((self.lsn, result, durable));
@@ -162,14 +163,13 @@ fn thread_commit_writes_the_batches_queued_during_a_sync_with_one_sync() {
         }
     };
     // Small batches: lsn 1 holds the writer; lsn 2..=26 arrive meanwhile, in five batches.
-    let (entered_tx, entered) = std::sync::mpsc::channel();
-    let (open, open_rx) = std::sync::mpsc::channel();
-    writer.submit(batch(1, 40, Some((entered_tx, open_rx))));
-    entered.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (held, keeper) = gate();
+    writer.submit(batch(1, 40, Some(held)));
+    keeper.wait_held();
     for _ in 0..5 {
         writer.submit(batch(5, 40, None));
     }
-    open.send(()).unwrap();
+    keeper.open();
     wait_for(&log, 26);
     // All five were made durable together: each completion saw the last of them durable.
     for (l, result, durable_at_completion) in log.lock().unwrap().iter() {
@@ -180,14 +180,13 @@ fn thread_commit_writes_the_batches_queued_during_a_sync_with_one_sync() {
 
     // Batches too big to share one write (two of 600 KB: more than WRITE_CHUNK_BYTES
     // together) are still written and synced one at a time.
-    let (entered_tx, entered) = std::sync::mpsc::channel();
-    let (open, open_rx) = std::sync::mpsc::channel();
-    writer.submit(batch(1, 40, Some((entered_tx, open_rx))));
-    entered.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (held, keeper) = gate();
+    writer.submit(batch(1, 40, Some(held)));
+    keeper.wait_held();
     writer.submit(batch(1, 600_000, None));
     writer.submit(batch(1, 600_000, None));
     writer.submit(batch(2, 40, None));
-    open.send(()).unwrap();
+    keeper.open();
     wait_for(&log, 31);
     let seen: Vec<(u64, u64)> = log.lock().unwrap()[26..]
         .iter()

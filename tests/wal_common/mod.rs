@@ -2,7 +2,7 @@
 //! submit a run of small records.
 #![allow(dead_code)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use authswitch::wal::{encode_record, Batch, Completion, WalFailed, WalWriter};
@@ -51,5 +51,52 @@ pub fn submit_and_wait(writer: &WalWriter<Done>, from: u64, to: u64, kind: u8, l
     while log.lock().unwrap().len() < want {
         assert!(Instant::now() < deadline, "completions did not arrive");
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Held by a completion to stop the writer thread, which runs completions, until the test lets
+/// go: meanwhile the test queues batches behind it.
+pub struct Gate {
+    held: mpsc::Sender<()>,
+    open: mpsc::Receiver<()>,
+}
+
+/// The test's side of a `Gate`.
+pub struct GateKeeper {
+    held: mpsc::Receiver<()>,
+    open: mpsc::Sender<()>,
+}
+
+pub fn gate() -> (Gate, GateKeeper) {
+    let (held_tx, held_rx) = mpsc::channel();
+    let (open_tx, open_rx) = mpsc::channel();
+    (
+        Gate {
+            held: held_tx,
+            open: open_rx,
+        },
+        GateKeeper {
+            held: held_rx,
+            open: open_tx,
+        },
+    )
+}
+
+impl Gate {
+    /// Says the writer is held, then waits (at most 10 s) to be let go.
+    pub fn hold(self) {
+        self.held.send(()).unwrap();
+        self.open.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
+}
+
+impl GateKeeper {
+    /// Waits (at most 10 s) until the completion holds the writer.
+    pub fn wait_held(&self) {
+        self.held.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
+
+    pub fn open(self) {
+        self.open.send(()).unwrap();
     }
 }
