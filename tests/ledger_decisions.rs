@@ -544,6 +544,53 @@ fn duplicate_gets_original_answer_and_reserves_once() {
     assert_declined(&again, DeclineReason::InsufficientFunds, b"51");
 }
 
+/// A new authorization is decided before its key is looked up (the lookup's cache miss
+/// overlaps the decision), so the answers whose precedence that could change are pinned here:
+/// a retransmission gets the original answer even when a fresh decision would now differ, and
+/// the authorization cap answers 91 even for a request the card's state would decline.
+#[test]
+fn duplicate_and_cap_win_over_a_fresh_decision() {
+    let mut f = Fixture::new(10_000);
+    let req = purchase(f.card, 1, 4_000);
+    let first = f.auth(&req, T0_S);
+    assert_eq!(first.code, ResponseCode::APPROVED);
+    set_card(&mut f, Some(CardStatus::Inactive), None);
+    let again = f.auth(&req, T0_S + 5);
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.code, again.approved_amount_minor, again.authorization),
+        (ResponseCode::APPROVED, 4_000, first.authorization)
+    );
+    assert_eq!(balance(&f), (6_000, 4_000, 0));
+    // The same key with other content: 94, not the inactive card's 62.
+    let mut changed = req.clone();
+    changed.content_hash = 999;
+    assert_declined(
+        &f.auth(&changed, T0_S + 6),
+        DeclineReason::DuplicateMismatch,
+        b"94",
+    );
+    // A new key on the inactive card is decided as such and recorded.
+    let out = f.auth(&purchase(f.card, 2, 100), T0_S + 7);
+    assert_declined(&out, DeclineReason::CardInactive, b"62");
+    assert!(out.authorization.is_some());
+    // At the cap, a request the card would decline is answered 91 and not recorded.
+    let config = ProgramConfig {
+        authorizations_max: 2,
+        ..Default::default()
+    };
+    let out = apply(&mut f.state, &Command::SetProgramConfig(config), T0_S);
+    assert_eq!(out, Outcome::ConfigSet);
+    let out = f.auth(&purchase(f.card, 3, 100), T0_S + 8);
+    assert_eq!((out.code.as_bytes(), out.reason), (*b"91", None));
+    assert_eq!((out.authorization, out.available_minor), (None, 6_000));
+    // And a retransmission at the cap still gets its original answer.
+    let again = f.auth(&req, T0_S + 9);
+    assert!(again.duplicate);
+    assert_eq!(again.code, ResponseCode::APPROVED);
+    assert_eq!(balance(&f), (6_000, 4_000, 0));
+}
+
 #[test]
 fn txn_key_normalises_acquirer_zeros() {
     use authswitch::ledger::TxnKey;

@@ -367,7 +367,13 @@ impl<V: Clone> KeyMap<V> {
         self.len
     }
 
+    #[inline]
     pub fn get(&self, key: &TxnKey) -> Option<&V> {
+        // An empty map (the early reversals, nearly always) answers without touching a
+        // segment.
+        if self.len == 0 {
+            return None;
+        }
         let hash = hash_of(key);
         self.segments[segment_of(hash)].get(key, hash)
     }
