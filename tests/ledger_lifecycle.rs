@@ -432,6 +432,24 @@ fn financial_authorizes_and_captures_at_once() {
     };
     assert_eq!(declined.code.as_bytes(), *b"51");
     assert_eq!(f.balance(), (3_800, 0, 1_200, 0));
+    // A 0200 is decided before its key is looked up, as an 0100 is: a retransmission after
+    // the card was frozen still gets its first answer, and captures nothing again.
+    let cmd = Command::UpdateCard {
+        card: f.card,
+        status: Some(authswitch::domain::CardStatus::Inactive),
+        spending_controls: None,
+    };
+    f.run(cmd, T0_S);
+    let again = match f.run(Command::Financial(purchase(f.card, 1, 1_200)), T0_S + 5) {
+        Outcome::Authorization(a) => a,
+        other => panic!("{other:?}"),
+    };
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.code, again.authorization),
+        (ResponseCode::APPROVED, out.authorization)
+    );
+    assert_eq!(f.balance(), (3_800, 0, 1_200, 0));
 }
 
 #[test]

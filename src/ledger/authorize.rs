@@ -137,17 +137,19 @@ pub(crate) fn unrecorded(
 impl ShardState {
     /// Decides and applies one authorization request.
     pub(crate) fn authorize(&mut self, req: &AuthRequest, now_s: i64) -> AuthOutcome {
-        if req.original.is_none() && req.kind != AuthKind::BalanceInquiry {
-            return self.authorize_new(req, now_s);
-        }
-        let (ci, ai) = match self.preamble(req, now_s) {
-            Ok(found) => found,
-            Err(answer) => return answer,
-        };
         match req.original {
-            Some(orig) => self.incremental(ci, ai, req, orig, now_s),
+            Some(orig) => {
+                let (ci, ai) = match self.preamble(req, now_s) {
+                    Ok(found) => found,
+                    Err(answer) => return answer,
+                };
+                self.incremental(ci, ai, req, orig, now_s)
+            }
             None => {
-                let d = self.evaluate(ci, ai, req, now_s, false);
+                let (ai, d) = match self.decide_new(req, now_s) {
+                    Ok(decided) => decided,
+                    Err(answer) => return answer,
+                };
                 let out = self.record_new(ai, req, &d, RequestKind::Authorization, now_s);
                 self.apply_early_reversal(req, &out, now_s);
                 out
@@ -155,55 +157,56 @@ impl ShardState {
         }
     }
 
-    /// A new authorization (no original, not a balance inquiry). The same answers as
-    /// `preamble` then `evaluate`, in a different order of work: the key-index slot is
-    /// fetched first and the (pure) decision computed while it arrives, so the lookup's
-    /// cache miss overlaps the decision instead of stalling before it. A duplicate or a
-    /// full shard still wins over whatever the decision said.
-    fn authorize_new(&mut self, req: &AuthRequest, now_s: i64) -> AuthOutcome {
-        self.keys.warm(&req.key);
-        let Some(ci) = self.card_index(req.card) else {
-            return unrecorded(DeclineReason::UnknownCard, None, 0);
-        };
-        let ai = self.card_account(ci);
-        let d = self.evaluate(ci, ai, req, now_s, false);
-        if let Some(e) = self.keys.get(&req.key).copied() {
-            return self.duplicate_outcome(e, req.content_hash, ai);
-        }
-        if !self.auth_room() || !self.txn_room() {
-            let a = &self.accounts[ai];
-            return shard_full(a.currency, a.available_minor);
-        }
-        let out = self.record_new(ai, req, &d, RequestKind::Authorization, now_s);
-        self.apply_early_reversal(req, &out, now_s);
-        out
-    }
-
-    /// What every new request goes through first: the card (14 if unknown), balance
-    /// inquiries (answered here), duplicates of a seen key, and room for a new record (91).
+    /// What every new request goes through first: `card_of`, then `admit`.
     pub(crate) fn preamble(
         &self,
         req: &AuthRequest,
         now_s: i64,
     ) -> Result<(usize, usize), AuthOutcome> {
+        let (ci, ai) = self.card_of(req, now_s)?;
+        self.admit(ai, req)?;
+        Ok((ci, ai))
+    }
+
+    /// The answers of `preamble` and the decision of a request that makes a new record (an
+    /// authorization, a 0200), in another order of work: the key-index slot is fetched first
+    /// and the decision, which changes nothing, computed while it arrives, so the lookup's
+    /// cache miss overlaps the decision instead of stalling before it. A balance inquiry's
+    /// answer, a duplicate or a full shard still wins over the decision.
+    pub(crate) fn decide_new(
+        &self,
+        req: &AuthRequest,
+        now_s: i64,
+    ) -> Result<(usize, Decision), AuthOutcome> {
+        self.keys.warm(&req.key);
+        let (ci, ai) = self.card_of(req, now_s)?;
+        let d = self.evaluate(ci, ai, req, now_s, false);
+        self.admit(ai, req)?;
+        Ok((ai, d))
+    }
+
+    /// The card (14 if unknown) and its account's index; balance inquiries are answered here.
+    fn card_of(&self, req: &AuthRequest, now_s: i64) -> Result<(usize, usize), AuthOutcome> {
         let Some(ci) = self.card_index(req.card) else {
             return Err(unrecorded(DeclineReason::UnknownCard, None, 0));
         };
         let ai = self.card_account(ci);
-        let (currency, available) = (
-            self.accounts[ai].currency,
-            self.accounts[ai].available_minor,
-        );
         if req.kind == AuthKind::BalanceInquiry {
             return Err(self.balance_inquiry(ci, ai, req, now_s));
         }
+        Ok((ci, ai))
+    }
+
+    /// Duplicates of a seen key (their first answer, or 94), and room for a new record (91).
+    fn admit(&self, ai: usize, req: &AuthRequest) -> Result<(), AuthOutcome> {
         if let Some(e) = self.keys.get(&req.key).copied() {
             return Err(self.duplicate_outcome(e, req.content_hash, ai));
         }
         if !self.auth_room() || !self.txn_room() {
-            return Err(shard_full(currency, available));
+            let a = &self.accounts[ai];
+            return Err(shard_full(a.currency, a.available_minor));
         }
-        Ok((ci, ai))
+        Ok(())
     }
 
     /// Card, cardholder and account checks shared by every request kind.

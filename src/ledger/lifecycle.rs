@@ -254,11 +254,10 @@ impl ShardState {
 
     /// 0200: decided like an authorization, captured at once when approved.
     pub(crate) fn financial(&mut self, req: &AuthRequest, now_s: i64) -> AuthOutcome {
-        let (ci, ai) = match self.preamble(req, now_s) {
-            Ok(found) => found,
+        let (ai, d) = match self.decide_new(req, now_s) {
+            Ok(decided) => decided,
             Err(answer) => return answer,
         };
-        let d = self.evaluate(ci, ai, req, now_s, false);
         let out = self.record_new(ai, req, &d, RequestKind::Financial, now_s);
         let captures = kind_holds(req.kind) || req.kind == AuthKind::Refund;
         if let Some(id) = out.authorization.filter(|_| d.approved() && captures) {
