@@ -31,9 +31,16 @@ pub trait WalFile: Send {
     fn set_len(&mut self, len_bytes: u64) -> io::Result<()>;
 }
 
+/// Page size the padded writes of a preallocated segment round up to.
+pub const PAGE_BYTES: u64 = 4096;
+
 /// A plain file.
 pub struct RealFile {
     file: File,
+    /// Each write is carried on with zeros to the end of its last page (see `open_padded`).
+    pad_pages: bool,
+    /// The padded copy of a write; keeps the capacity of the largest write (one chunk).
+    scratch: Vec<u8>,
 }
 
 impl RealFile {
@@ -41,7 +48,18 @@ impl RealFile {
     /// segment is an error, not a silent fresh file at the wrong offset).
     pub fn open(path: &Path) -> io::Result<Self> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
-        Ok(Self { file })
+        Ok(Self::new(file, false))
+    }
+
+    /// Opens a preallocated segment, whose bytes past the log's end are zeros on disk and
+    /// (written with O_DIRECT, see `wal::writer::prepare_spare`) not in the page cache. A
+    /// buffered write that covers a page only in part makes the kernel read that page from
+    /// disk first, on the shard thread; so every write is carried on with zeros to its page's
+    /// end: it covers each page it starts whole, and the page the next write starts in is
+    /// already cached. The padding only writes the zeros the file already has there.
+    pub fn open_padded(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(Self::new(file, true))
     }
 
     /// Creates a new segment; fails if the file exists, so a segment is never overwritten.
@@ -51,15 +69,37 @@ impl RealFile {
             .write(true)
             .create_new(true)
             .open(path)?;
-        Ok(Self { file })
+        Ok(Self::new(file, false))
     }
+
+    fn new(file: File, pad_pages: bool) -> Self {
+        Self {
+            file,
+            pad_pages,
+            scratch: Vec::new(),
+        }
+    }
+}
+
+/// `end` rounded up to a whole page.
+pub fn page_end(end: u64) -> u64 {
+    end.div_ceil(PAGE_BYTES) * PAGE_BYTES
 }
 
 impl WalFile for RealFile {
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        let end = offset + buf.len() as u64;
+        let padded = if self.pad_pages { page_end(end) } else { end };
         // write_all_at retries partial writes, which is what POSIX asks of callers; an error
         // part-way (e.g. ENOSPC) is returned as an error.
-        self.file.write_all_at(buf, offset)?;
+        if padded == end {
+            self.file.write_all_at(buf, offset)?;
+        } else {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(buf);
+            self.scratch.resize((padded - offset) as usize, 0);
+            self.file.write_all_at(&self.scratch, offset)?;
+        }
         Ok(buf.len())
     }
 
@@ -220,12 +260,18 @@ impl<F: WalFile> WalFile for FaultyFile<F> {
     }
 }
 
-/// Opens a segment file, wrapped in the fault injector when a plan is active.
+/// Opens a segment file, wrapped in the fault injector when a plan is active; `preallocated`
+/// pads each write to its page's end (`RealFile::open_padded`).
 pub fn open_segment_file(
     path: &Path,
+    preallocated: bool,
     fault: Option<&Arc<FaultState>>,
 ) -> io::Result<Box<dyn WalFile>> {
-    let real = RealFile::open(path)?;
+    let real = if preallocated {
+        RealFile::open_padded(path)?
+    } else {
+        RealFile::open(path)?
+    };
     Ok(match fault {
         Some(state) => Box::new(FaultyFile::new(real, Arc::clone(state))),
         None => Box::new(real),
@@ -235,6 +281,49 @@ pub fn open_segment_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_preallocated_segment_is_written_in_whole_pages_and_a_plain_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, padded) = (dir.path().join("plain"), dir.path().join("padded"));
+        for path in [&plain, &padded] {
+            std::fs::write(path, vec![0xEEu8; 3 * PAGE_BYTES as usize]).unwrap();
+        }
+        let mut file = RealFile::open(&plain).unwrap();
+        assert_eq!(file.write_at(b"abc", 4_090).unwrap(), 3);
+        let bytes = std::fs::read(&plain).unwrap();
+        assert_eq!(&bytes[4_090..4_093], b"abc");
+        assert!(bytes[..4_090]
+            .iter()
+            .chain(&bytes[4_093..])
+            .all(|&b| b == 0xEE));
+
+        let mut file = RealFile::open_padded(&padded).unwrap();
+        // Ends inside the second page: carried on with zeros to 8 192, the rest untouched.
+        assert_eq!(file.write_at(b"0123456789", 4_090).unwrap(), 10);
+        let bytes = std::fs::read(&padded).unwrap();
+        assert_eq!(bytes.len(), 3 * PAGE_BYTES as usize);
+        assert!(bytes[..4_090].iter().all(|&b| b == 0xEE));
+        assert_eq!(&bytes[4_090..4_100], b"0123456789");
+        assert!(bytes[4_100..8_192].iter().all(|&b| b == 0));
+        assert!(bytes[8_192..].iter().all(|&b| b == 0xEE));
+        // The next write continues at the records' end, over the padding; one that ends on a
+        // page boundary gets none.
+        assert_eq!(file.write_at(&[7u8; 4_092], 4_100).unwrap(), 4_092);
+        let bytes = std::fs::read(&padded).unwrap();
+        assert_eq!(&bytes[4_090..4_100], b"0123456789");
+        assert!(bytes[4_100..8_192].iter().all(|&b| b == 7));
+        assert!(bytes[8_192..].iter().all(|&b| b == 0xEE));
+        // Past the file's end, padding extends it to the page.
+        assert_eq!(file.write_at(b"z", 3 * PAGE_BYTES).unwrap(), 1);
+        let bytes = std::fs::read(&padded).unwrap();
+        assert_eq!(bytes.len(), 4 * PAGE_BYTES as usize);
+        assert_eq!(bytes[3 * PAGE_BYTES as usize], b'z');
+        assert!(bytes[3 * PAGE_BYTES as usize + 1..].iter().all(|&b| b == 0));
+        assert_eq!(page_end(0), 0);
+        assert_eq!(page_end(1), PAGE_BYTES);
+        assert_eq!(page_end(PAGE_BYTES), PAGE_BYTES);
+    }
 
     #[test]
     fn parses_every_plan() {
