@@ -73,6 +73,13 @@ fn bench_codec<M: Measurement + 'static>(c: &mut Criterion<M>, label: &str) {
     c.bench_function(&format!("decode_0100/{label}"), |b| {
         b.iter(|| Message::decode(black_box(body.clone()), &format).expect("valid"))
     });
+    // What a connection does with each request: the message goes to a shard thread boxed.
+    c.bench_function(&format!("decode_then_box_0100/{label}"), |b| {
+        b.iter(|| Box::new(Message::decode(black_box(body.clone()), &format).expect("valid")))
+    });
+    c.bench_function(&format!("decode_boxed_0100/{label}"), |b| {
+        b.iter(|| Message::decode_boxed(black_box(body.clone()), &format).expect("valid"))
+    });
     let mut out = BytesMut::with_capacity(1024);
     c.bench_function(&format!("encode_0100/{label}"), |b| {
         b.iter(|| {

@@ -131,6 +131,18 @@ proptest! {
         wire.truncate(keep);
         let body = wire.freeze();
         let _ = authswitch::iso8583::peek_mti_stan(&body, &format);
+        // The boxed decode (the server's) reads exactly what the plain one reads.
+        match (Message::decode(body.clone(), &format), Message::decode_boxed(body.clone(), &format)) {
+            (Ok(plain), Ok(boxed)) => {
+                prop_assert_eq!(plain.mti(), boxed.mti());
+                prop_assert_eq!(plain.fields().collect::<Vec<_>>(), boxed.fields().collect::<Vec<_>>());
+                for field in plain.fields() {
+                    prop_assert_eq!(plain.raw(field), boxed.raw(field), "DE{}", field);
+                }
+            }
+            (Err(plain), Err(boxed)) => prop_assert_eq!(plain, boxed),
+            (plain, boxed) => prop_assert!(false, "decode {:?} but decode_boxed {:?}", plain.is_ok(), boxed.is_ok()),
+        }
         if let Ok(msg) = Message::decode(body.clone(), &format) {
             let mut echo = MessageBuilder::new(msg.mti());
             for field in msg.fields() {

@@ -303,7 +303,7 @@ fn answer_at_door(
     shed: &metrics::Counter,
 ) -> Result<(), crate::iso8583::Frame> {
     let arrived = Instant::now();
-    let Ok(request) = Message::decode(frame.body.clone(), &shared.config.wire) else {
+    let Ok(request) = Message::decode_boxed(frame.body.clone(), &shared.config.wire) else {
         return Err(frame);
     };
     if request.mti().response().is_none() {
@@ -317,7 +317,7 @@ fn answer_at_door(
         }
     };
     let ctx = WireCtx {
-        request: Box::new(request),
+        request,
         arrived,
         tpdu: frame.tpdu,
     };
@@ -345,7 +345,7 @@ fn take_frame(
     shared: &Shared,
 ) -> Result<bool, &'static str> {
     let wire = &shared.config.wire;
-    let request = match Message::decode(frame.body.clone(), wire) {
+    let request = match Message::decode_boxed(frame.body.clone(), wire) {
         Ok(message) => message,
         Err(error) => {
             let Some((mti, stan)) = peek_mti_stan(&frame.body, wire) else {
@@ -362,7 +362,7 @@ fn take_frame(
         }
     };
     let ctx = WireCtx {
-        request: Box::new(request),
+        request,
         arrived,
         tpdu: frame.tpdu,
     };
