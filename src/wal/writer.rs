@@ -822,7 +822,7 @@ fn spare_loop(
             continue;
         }
         let started = Instant::now();
-        match prepare_spare(dir, bytes, &shared.stopping) {
+        match prepare_spare(dir, bytes, &shared.stopping, true) {
             Ok(true) => {
                 ready.store(true, Ordering::Release);
                 info!(
@@ -880,7 +880,13 @@ fn background_priority(shard: u16, role: &str) {
 /// reads back a page it writes. Where O_DIRECT is refused (tmpfs, some overlay file
 /// systems: EINVAL at open or at the first write), the zeros are written through the page
 /// cache as before.
-fn prepare_spare(dir: &Path, bytes: u64, stopping: &AtomicBool) -> io::Result<bool> {
+/// `prefer_direct` false writes through the page cache from the start (the fallback's path).
+fn prepare_spare(
+    dir: &Path,
+    bytes: u64,
+    stopping: &AtomicBool,
+    prefer_direct: bool,
+) -> io::Result<bool> {
     use std::os::unix::fs::FileExt;
     let path = dir.join(SPARE_NAME);
     let open = |direct: bool| {
@@ -896,8 +902,8 @@ fn prepare_spare(dir: &Path, bytes: u64, stopping: &AtomicBool) -> io::Result<bo
         options.open(&path)
     };
     let refused = |e: &io::Error| e.raw_os_error() == Some(libc::EINVAL);
-    let (mut file, mut direct) = match open(true) {
-        Ok(file) => (file, cfg!(target_os = "linux")),
+    let (mut file, mut direct) = match open(prefer_direct) {
+        Ok(file) => (file, prefer_direct && cfg!(target_os = "linux")),
         Err(e) if refused(&e) => (open(false)?, false),
         Err(e) => return Err(e),
     };
@@ -950,24 +956,25 @@ mod tests {
     fn the_spare_is_all_zeros_of_the_segment_size_whole_pages_or_not() {
         let dir = tempfile::tempdir().unwrap();
         let stopping = AtomicBool::new(false);
-        // Two and a half chunks, then a size with a piece that is not whole pages.
-        for bytes in [
+        // Two and a half chunks, then a size with a piece that is not whole pages; direct,
+        // then through the page cache (where O_DIRECT is refused).
+        let sizes = [
             2 * WRITE_CHUNK_BYTES as u64 + WRITE_CHUNK_BYTES as u64 / 2,
             65_636,
-        ] {
-            // A leftover spare of other content is replaced, not written over in part.
-            fs::write(
-                dir.path().join(SPARE_NAME),
-                vec![9u8; 3 * WRITE_CHUNK_BYTES],
-            )
-            .unwrap();
-            assert!(prepare_spare(dir.path(), bytes, &stopping).unwrap());
-            let spare = fs::read(dir.path().join(SPARE_NAME)).unwrap();
-            assert_eq!(spare.len() as u64, bytes);
-            assert!(spare.iter().all(|&b| b == 0));
+        ];
+        for direct in [true, false] {
+            for bytes in sizes {
+                // A leftover spare of other content is replaced, not written over in part.
+                let leftover = vec![9u8; 3 * WRITE_CHUNK_BYTES];
+                fs::write(dir.path().join(SPARE_NAME), leftover).unwrap();
+                assert!(prepare_spare(dir.path(), bytes, &stopping, direct).unwrap());
+                let spare = fs::read(dir.path().join(SPARE_NAME)).unwrap();
+                assert_eq!(spare.len() as u64, bytes);
+                assert!(spare.iter().all(|&b| b == 0));
+            }
         }
         stopping.store(true, Ordering::Release);
-        assert!(!prepare_spare(dir.path(), 1 << 20, &stopping).unwrap());
+        assert!(!prepare_spare(dir.path(), 1 << 20, &stopping, true).unwrap());
     }
 
     #[test]
