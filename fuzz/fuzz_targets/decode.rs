@@ -2,7 +2,8 @@
 //!
 //! The first input byte picks the format (header, TPDU, bitmap, charset); the rest is the
 //! byte stream. No input may panic; a message that decodes must re-encode (copying every
-//! field) to exactly its body, and its typed views must not panic either.
+//! field) to exactly its body, its typed views must not panic either, and the boxed decode
+//! must agree with the plain one.
 //!
 //! Run (stable toolchain): `cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run decode --
 //! -max_total_time=600`. Seeds in `corpus/decode/seed-*` are the golden vectors, framed.
@@ -46,7 +47,18 @@ fn format_of(selector: u8) -> WireFormat {
 
 fn check_message(body: bytes::Bytes, format: &WireFormat) {
     let _ = peek_mti_stan(&body, format);
-    let Ok(msg) = Message::decode(body.clone(), format) else {
+    let decoded = Message::decode(body.clone(), format);
+    // The server's boxed decode reads exactly what the plain one reads.
+    match (&decoded, Message::decode_boxed(body.clone(), format)) {
+        (Ok(plain), Ok(boxed)) => {
+            assert_eq!(plain.mti(), boxed.mti());
+            assert!(plain.fields().eq(boxed.fields()));
+            assert!(plain.fields().all(|f| plain.raw(f) == boxed.raw(f)));
+        }
+        (Err(plain), Err(boxed)) => assert_eq!(*plain, boxed),
+        _ => panic!("decode and decode_boxed disagree on whether the body decodes"),
+    }
+    let Ok(msg) = decoded else {
         return;
     };
     let _ = (
