@@ -914,7 +914,8 @@ fn prepare_spare(
     let skip = backing.as_ptr().align_offset(align).min(align);
     let zeros = &backing[skip..skip + WRITE_CHUNK_BYTES];
     let mut offset = 0u64;
-    // Bounded by bytes / WRITE_CHUNK_BYTES steps (one more after a fallback). Each piece is
+    // Bounded by bytes / WRITE_CHUNK_BYTES steps, twice at most: a refused direct write starts
+    // the file over through the page cache, which never falls back again. Each piece is
     // synced on its own and followed by a pause, so the WAL's own syncs never queue behind
     // tens of MiB of zeros.
     while offset < bytes {
