@@ -57,6 +57,10 @@ impl RealFile {
     /// disk first, on the shard thread; so every write is carried on with zeros to its page's
     /// end: it covers each page it starts whole, and the page the next write starts in is
     /// already cached. The padding only writes the zeros the file already has there.
+    ///
+    /// Precondition: every byte of the file past the end of each write is zero (a zero-filled
+    /// spare, or a recovered tail whose bytes past the last record recovery found all zero);
+    /// the padding overwrites them.
     pub fn open_padded(path: &Path) -> io::Result<Self> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         Ok(Self::new(file, true))

@@ -18,7 +18,9 @@ use parking_lot::{Condvar, Mutex};
 use thiserror::Error;
 use tracing::{error, info, warn};
 
-use super::file::{open_segment_file, sync_dir, FaultState, RealFile, WalFile, ENOSPC, PAGE_BYTES};
+use super::file::{
+    open_segment_file, page_end, sync_dir, FaultState, RealFile, WalFile, ENOSPC, PAGE_BYTES,
+};
 use super::record::batch_lsn_range;
 use super::recovery::Recovered;
 use super::segment::segment_name;
@@ -822,7 +824,8 @@ fn spare_loop(
             continue;
         }
         let started = Instant::now();
-        match prepare_spare(dir, bytes, &shared.stopping, true) {
+        // Whole pages, so every piece can go direct and a padded write never grows the file.
+        match prepare_spare(dir, page_end(bytes), &shared.stopping, true) {
             Ok(true) => {
                 ready.store(true, Ordering::Release);
                 info!(
@@ -878,8 +881,8 @@ fn background_priority(shard: u16, role: &str) {
 /// threads), and the spare's 64 MiB of zeros no longer take page cache. The writer pads its
 /// writes to whole pages in a preallocated segment (`RealFile::open_padded`), so it never
 /// reads back a page it writes. Where O_DIRECT is refused (tmpfs, some overlay file
-/// systems: EINVAL at open or at the first write), the zeros are written through the page
-/// cache as before.
+/// systems: EINVAL or EOPNOTSUPP at open or at a write), the zeros are written through the
+/// page cache as before.
 /// `prefer_direct` false writes through the page cache from the start (the fallback's path).
 fn prepare_spare(
     dir: &Path,
@@ -901,7 +904,8 @@ fn prepare_spare(
         let _ = direct;
         options.open(&path)
     };
-    let refused = |e: &io::Error| e.raw_os_error() == Some(libc::EINVAL);
+    // EINVAL is how Linux file systems refuse O_DIRECT; some FUSE ones say EOPNOTSUPP.
+    let refused = |e: &io::Error| matches!(e.raw_os_error(), Some(code) if code == libc::EINVAL || code == libc::EOPNOTSUPP);
     let (mut file, mut direct) = match open(prefer_direct) {
         Ok(file) => (file, prefer_direct && cfg!(target_os = "linux")),
         Err(e) if refused(&e) => (open(false)?, false),
@@ -955,14 +959,15 @@ mod tests {
 
     #[test]
     fn the_spare_is_all_zeros_of_the_segment_size_whole_pages_or_not() {
-        let dir = tempfile::tempdir().unwrap();
+        // Under target/, on the disk the build is on (a tmpfs /tmp would not show O_DIRECT).
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        let dir = tempfile::tempdir_in(target).unwrap();
         let stopping = AtomicBool::new(false);
-        // Two and a half chunks, then a size with a piece that is not whole pages; direct,
-        // then through the page cache (where O_DIRECT is refused).
-        let sizes = [
-            2 * WRITE_CHUNK_BYTES as u64 + WRITE_CHUNK_BYTES as u64 / 2,
-            65_636,
-        ];
+        // Two and a half chunks; a chunk and a piece that is not whole pages (direct chunks,
+        // then a buffered end); less than a chunk and not whole pages. Direct, then through
+        // the page cache (where O_DIRECT is refused).
+        let chunk = WRITE_CHUNK_BYTES as u64;
+        let sizes = [2 * chunk + chunk / 2, chunk + 100, 65_636];
         for direct in [true, false] {
             for bytes in sizes {
                 // A leftover spare of other content is replaced, not written over in part.
