@@ -882,8 +882,8 @@ fn background_priority(shard: u16, role: &str) {
 /// writes to whole pages in a preallocated segment (`RealFile::open_padded`), so it never
 /// reads back a page it writes. Where O_DIRECT is refused (tmpfs, some overlay file
 /// systems: EINVAL or EOPNOTSUPP at open or at a write), the zeros are written through the
-/// page cache as before.
-/// `prefer_direct` false writes through the page cache from the start (the fallback's path).
+/// page cache as before. `prefer_direct` false writes through the page cache from the start
+/// (the fallback's path).
 fn prepare_spare(
     dir: &Path,
     bytes: u64,
@@ -905,7 +905,7 @@ fn prepare_spare(
         options.open(&path)
     };
     // EINVAL is how Linux file systems refuse O_DIRECT; some FUSE ones say EOPNOTSUPP.
-    let refused = |e: &io::Error| matches!(e.raw_os_error(), Some(code) if code == libc::EINVAL || code == libc::EOPNOTSUPP);
+    let refused = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP));
     let (mut file, mut direct) = match open(prefer_direct) {
         Ok(file) => (file, prefer_direct && cfg!(target_os = "linux")),
         Err(e) if refused(&e) => (open(false)?, false),
