@@ -424,7 +424,8 @@ impl<V: Clone> KeyMap<V> {
         self.segments[segment_of(hash)].get(key, hash)
     }
 
-    /// Reads ahead the index slot where a lookup of `key` starts (see the module doc).
+    /// Reads ahead the index slot where a lookup of `key` starts, and the line where its
+    /// segment's next entry goes (see the module doc and `Table::warm`).
     pub fn warm(&self, key: &TxnKey) {
         let hash = hash_of(key);
         self.segments[segment_of(hash)].warm(hash);
@@ -787,5 +788,315 @@ mod tests {
         let first_entry = postcard::to_allocvec(&(key(0), 0u32)).unwrap();
         dup.extend_from_slice(&first_entry);
         assert!(postcard::from_bytes::<KeyMap<u32>>(&dup).is_err());
+    }
+}
+
+/// Randomized model tests: a `Table` and a `KeyMap` under long random runs of every operation,
+/// checked against `std::collections::HashMap` after every step, with the index's own
+/// invariants checked around every slot an operation writes and in full after every growth.
+#[cfg(test)]
+mod model_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// splitmix64: a fixed sequence, so a failure repeats.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn chance(&mut self, percent: u64) -> bool {
+            self.next() % 100 < percent
+        }
+    }
+
+    fn key_of(n: u64) -> TxnKey {
+        let mut k = [0u8; 16];
+        k[..8].copy_from_slice(&n.to_le_bytes());
+        k[8..].copy_from_slice(&n.rotate_left(29).to_le_bytes());
+        TxnKey(k)
+    }
+
+    /// `crowded` keys whose probes all start within 16 slots around the last slot of any
+    /// index of up to 2^16 slots (so their runs wrap past the end), then `spread` others.
+    fn key_pool(crowded: usize, spread: usize) -> Vec<TxnKey> {
+        let mut keys = Vec::with_capacity(crowded + spread);
+        let mut n = 1u64 << 40;
+        while keys.len() < crowded {
+            let k = key_of(n);
+            if home_of(tag_of(hash_of(&k)), 0xffff).wrapping_add(8) & 0xffff < 16 {
+                keys.push(k);
+            }
+            n += 1;
+        }
+        keys.extend((0..spread as u64).map(key_of));
+        keys
+    }
+
+    /// Whole-index check: size, one slot per entry with its tag, every slot reachable from
+    /// the start of its probe without crossing an empty slot.
+    fn check_index<V: Clone>(table: &Table<V>) {
+        let len = table.len();
+        if table.slots.is_empty() {
+            assert_eq!(len, 0, "entries without an index");
+            return;
+        }
+        let slots = &table.slots;
+        assert!(slots.len().is_power_of_two() && slots.len() >= 2 * len);
+        let mask = slots.len() - 1;
+        let mut seen = vec![false; len];
+        for (pos, slot) in slots.iter().enumerate().filter(|(_, s)| s.tag != 0) {
+            let i = slot.index as usize;
+            assert!(i < len && !seen[i], "slot {pos}: index {i} bad or repeated");
+            seen[i] = true;
+            assert_eq!(
+                slot.tag,
+                tag_of(hash_of(&table.entries.at(i).0)),
+                "slot {pos}"
+            );
+            let mut p = home_of(slot.tag, mask);
+            while p != pos {
+                assert_ne!(slots[p].tag, 0, "slot {pos} unreachable: {p} empty");
+                p = (p + 1) & mask;
+            }
+        }
+        assert!(seen.iter().all(|&s| s), "an entry has no slot");
+    }
+
+    /// Local check after a write to slots `from..=to`: every occupied slot of the runs that
+    /// meet them starts its probe within its run.
+    fn check_runs(slots: &[Slot], from: usize, to: usize) {
+        if slots.is_empty() {
+            return;
+        }
+        let mask = slots.len() - 1;
+        let span = to.wrapping_sub(from) & mask;
+        let mut back = 0;
+        while slots[from.wrapping_sub(back) & mask].tag != 0 {
+            back += 1;
+        }
+        let first = from.wrapping_sub(back) & mask;
+        let mut run_start = (first + 1) & mask;
+        for step in 1.. {
+            let p = (first + step) & mask;
+            if slots[p].tag == 0 {
+                if step > back + span {
+                    break;
+                }
+                run_start = (p + 1) & mask;
+            } else {
+                let home = home_of(slots[p].tag, mask);
+                assert!(
+                    p.wrapping_sub(home) & mask <= p.wrapping_sub(run_start) & mask,
+                    "slot {p} (home {home}) outside its run from {run_start}"
+                );
+            }
+        }
+    }
+
+    /// First empty slot at or after `pos`.
+    fn run_end(slots: &[Slot], mut pos: usize) -> usize {
+        while slots[pos].tag != 0 {
+            pos = (pos + 1) & (slots.len() - 1);
+        }
+        pos
+    }
+
+    fn check_against(table: &Table<u64>, model: &HashMap<TxnKey, u64>, keys: &[TxnKey]) {
+        assert_eq!(table.len(), model.len());
+        for k in keys {
+            assert_eq!(table.get(k, hash_of(k)), model.get(k));
+        }
+    }
+
+    /// One table: grows from empty through ten doublings to 16 Ki slots, shrinks by removals
+    /// and by `retain` (which rebuilds a smaller index that then grows again from its slots),
+    /// with a crowd of keys whose runs wrap past the end of the index. Snapshot copies get an
+    /// index (`ensure_index`) and carry on as the table.
+    #[test]
+    fn a_table_matches_a_model_through_growth_removals_retain_and_copies() {
+        const STEPS: usize = 1_500_000;
+        let keys = key_pool(200, 6_000);
+        let mut rng = Rng(0x5eed_0001);
+        let mut table: Table<u64> = Table::default();
+        let mut model: HashMap<TxnKey, u64> = HashMap::new();
+        let (mut grows, mut max_slots, mut longest_shift) = (0, 0, 0);
+        let mut target = 0;
+        for step in 0..STEPS {
+            if step % 60_000 == 0 {
+                target = [0, 40, 700, 3_000, 6_000][rng.below(5)];
+            }
+            let k = keys[rng.below(keys.len())];
+            let hash = hash_of(&k);
+            let grow_bias = if model.len() < target { 80 } else { 20 };
+            match rng.below(100) {
+                0..=59 if rng.chance(grow_bias) => {
+                    let before = table.slots.len();
+                    let v = step as u64;
+                    assert_eq!(table.insert(k, hash, v), model.insert(k, v), "step {step}");
+                    if table.slots.len() != before {
+                        grows += 1;
+                        check_index(&table);
+                    }
+                    let (pos, _) = table.find(&k, hash).expect("inserted");
+                    check_runs(&table.slots, pos, pos);
+                }
+                0..=59 => {
+                    let found = table.find(&k, hash);
+                    let end = found.map(|(pos, _)| run_end(&table.slots, pos));
+                    let last = (!table.is_empty()).then(|| table.entries.at(table.len() - 1).0);
+                    assert_eq!(table.remove(&k, hash), model.remove(&k), "step {step}");
+                    if let (Some((pos, _)), Some(end)) = (found, end) {
+                        longest_shift = longest_shift.max(end.wrapping_sub(pos) & table.mask());
+                        check_runs(&table.slots, pos, end);
+                        // The entry that moved into the removed one's place is found there.
+                        let last = last.expect("a key was found");
+                        if last != k {
+                            assert_eq!(
+                                table.find(&last, hash_of(&last)).map(|f| f.1),
+                                found.map(|f| f.1)
+                            );
+                        }
+                    }
+                }
+                60..=97 => assert_eq!(table.get(&k, hash), model.get(&k), "step {step}"),
+                98 => table.warm(hash),
+                _ => {}
+            }
+            max_slots = max_slots.max(table.slots.len());
+            if step % 4_096 == 0 {
+                check_index(&table);
+                check_against(&table, &model, &keys);
+            }
+            if step % 75_000 == 74_999 {
+                let cut = rng.below(100) as u64;
+                table.retain(|k, v| {
+                    *v = v.wrapping_add(1);
+                    (k.0[3] as u64 + *v) % 100 >= cut
+                });
+                model.retain(|k, v| {
+                    *v = v.wrapping_add(1);
+                    (k.0[3] as u64 + *v) % 100 >= cut
+                });
+                check_index(&table);
+                check_against(&table, &model, &keys);
+            }
+            if step % 50_000 == 25_000 {
+                let mut copy = table.share();
+                assert!(copy.slots.is_empty());
+                for k in keys.iter().step_by(7) {
+                    assert_eq!(copy.get(k, hash_of(k)), model.get(k));
+                }
+                copy.ensure_index();
+                check_index(&copy);
+                check_against(&copy, &model, &keys);
+                if rng.chance(50) {
+                    table = copy;
+                }
+            }
+        }
+        check_index(&table);
+        check_against(&table, &model, &keys);
+        assert!(
+            max_slots >= 16_384 && grows >= 20,
+            "slots {max_slots}, grows {grows}"
+        );
+        assert!(longest_shift >= 16, "runs too short: {longest_shift}");
+    }
+
+    fn check_map(map: &KeyMap<u64>, model: &HashMap<TxnKey, u64>) {
+        assert_eq!(map.len(), model.len());
+        let mut all: Vec<(TxnKey, u64)> = map.iter().map(|(k, v)| (*k, *v)).collect();
+        let mut expected: Vec<(TxnKey, u64)> = model.iter().map(|(k, v)| (*k, *v)).collect();
+        all.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(all, expected);
+    }
+
+    /// The whole map: 256 segments grow to about 500 keys each (16 to 1 024 slots) and
+    /// shrink, with `insert_if_absent`, `retain`, snapshot copies read (by scanning) while the
+    /// map moves on, then written (an index built on the first write of each segment).
+    #[test]
+    fn a_key_map_matches_a_model_with_snapshots_and_retain() {
+        const STEPS: usize = 1_000_000;
+        const SPACE: usize = 400_000;
+        let mut rng = Rng(0x5eed_0002);
+        let mut map: KeyMap<u64> = KeyMap::default();
+        let mut model: HashMap<TxnKey, u64> = HashMap::new();
+        let mut snapshot: Option<(KeyMap<u64>, HashMap<TxnKey, u64>)> = None;
+        let mut largest = 0;
+        for step in 0..STEPS {
+            // Up to about 130 000 keys (500 a segment), down to a few hundred, up again.
+            let target = [200_000, 300, 100_000, 5_000][step / 250_000];
+            let k = key_of(rng.below(SPACE) as u64);
+            let v = step as u64;
+            let grow_bias = if model.len() < target { 85 } else { 15 };
+            match rng.below(100) {
+                0..=69 if rng.chance(grow_bias) => {
+                    assert_eq!(map.insert(k, v), model.insert(k, v), "step {step}");
+                }
+                0..=69 => assert_eq!(map.remove(&k), model.remove(&k), "step {step}"),
+                70..=79 => {
+                    let absent = !model.contains_key(&k);
+                    assert_eq!(map.insert_if_absent(k, || v), absent, "step {step}");
+                    model.entry(k).or_insert(v);
+                }
+                80..=98 => assert_eq!(map.get(&k), model.get(&k), "step {step}"),
+                _ => map.warm(&k),
+            }
+            if step % 10_000 == 0 {
+                largest = map
+                    .segments
+                    .iter()
+                    .map(|s| s.slots.len())
+                    .fold(largest, usize::max);
+            }
+            if step % 200_000 == 150_000 {
+                let cut = rng.below(10) as u64;
+                map.retain(|_, v| *v % 10 >= cut);
+                model.retain(|_, v| *v % 10 >= cut);
+                check_map(&map, &model);
+            }
+            if step % 100_000 == 40_000 {
+                snapshot = Some((map.share(), model.clone()));
+            }
+            if step % 100_000 == 90_000 {
+                let (mut copy, mut copy_model) = snapshot.take().expect("taken at 40 000");
+                check_map(&copy, &copy_model);
+                for _ in 0..300 {
+                    let k = key_of(rng.below(SPACE) as u64);
+                    assert_eq!(copy.get(&k), copy_model.get(&k));
+                }
+                for i in 0..20_000u64 {
+                    let k = key_of(rng.below(SPACE) as u64);
+                    if rng.chance(50) {
+                        assert_eq!(copy.insert(k, i), copy_model.insert(k, i));
+                    } else {
+                        assert_eq!(copy.remove(&k), copy_model.remove(&k));
+                    }
+                    copy.warm(&k);
+                }
+                check_map(&copy, &copy_model);
+                for segment in copy.segments.iter().filter(|s| !s.slots.is_empty()) {
+                    check_index(segment);
+                }
+                check_map(&map, &model);
+            }
+        }
+        check_map(&map, &model);
+        for segment in map.segments.iter() {
+            check_index(segment);
+        }
+        assert!(largest >= 1_024, "segments too small: {largest}");
     }
 }
