@@ -718,19 +718,6 @@ mod tests {
         );
     }
 
-    /// Every occupied slot sits in the run of occupied slots that starts at its probe's
-    /// first slot, so a probe for its key reaches it before an empty slot.
-    fn assert_runs_reachable(slots: &[Slot]) {
-        let mask = slots.len() - 1;
-        for (pos, slot) in slots.iter().enumerate().filter(|(_, s)| s.tag != 0) {
-            let mut p = home_of(slot.tag, mask);
-            while p != pos {
-                assert_ne!(slots[p].tag, 0, "slot {pos} unreachable from {p}");
-                p = (p + 1) & mask;
-            }
-        }
-    }
-
     /// An index grown from its slots (every insert that doubles it) holds the same slots as
     /// one rebuilt from the entries, each reachable, and every key is found.
     #[test]
@@ -740,7 +727,7 @@ mod tests {
             table.insert(key(n), hash_of(&key(n)), n);
         }
         assert_eq!(table.slots.len(), 65_536);
-        assert_runs_reachable(&table.slots);
+        super::model_tests::check_index(&table);
         let mut grown: Vec<(u32, u32)> = table.slots.iter().map(|s| (s.tag, s.index)).collect();
         table.rebuild(table.slots.len());
         let mut rebuilt: Vec<(u32, u32)> = table.slots.iter().map(|s| (s.tag, s.index)).collect();
@@ -748,7 +735,7 @@ mod tests {
         rebuilt.sort_unstable();
         assert_eq!(grown, rebuilt);
         table.grow(table.slots.len() * 2);
-        assert_runs_reachable(&table.slots);
+        super::model_tests::check_index(&table);
         for n in 0..20_000u64 {
             assert_eq!(table.get(&key(n), hash_of(&key(n))), Some(&n), "key {n}");
         }
@@ -845,7 +832,7 @@ mod model_tests {
 
     /// Whole-index check: size, one slot per entry with its tag, every slot reachable from
     /// the start of its probe without crossing an empty slot.
-    fn check_index<V: Clone>(table: &Table<V>) {
+    pub(super) fn check_index<V: Clone>(table: &Table<V>) {
         let len = table.len();
         if table.slots.is_empty() {
             assert_eq!(len, 0, "entries without an index");
