@@ -138,6 +138,16 @@ struct Slot {
     index: u32,
 }
 
+impl Slot {
+    /// The slot of entry `index`, whose key hashes to `hash`.
+    fn new(hash: u64, index: usize) -> Self {
+        Slot {
+            tag: tag_of(hash),
+            index: index as u32,
+        }
+    }
+}
+
 /// Most entries one segment holds: its index (twice as many slots) then starts probes from at
 /// most the 31 bits a tag has for it. The ledger's own bound on keys (`KEYS_MAX`) is far below
 /// `SEGMENTS` times this.
@@ -286,14 +296,7 @@ impl<V: Clone> Table<V> {
         let mut i = 0;
         for slice in self.entries.slices() {
             for (key, _) in slice {
-                let tag = tag_of(hash_of(key));
-                Self::place(
-                    &mut slots,
-                    Slot {
-                        tag,
-                        index: i as u32,
-                    },
-                );
+                Self::place(&mut slots, Slot::new(hash_of(key), i));
                 i += 1;
             }
         }
@@ -328,11 +331,7 @@ impl<V: Clone> Table<V> {
         if (self.entries.len() + 1) * 2 > self.slots.len() {
             self.grow((self.slots.len() * 2).max(SLOTS_MIN));
         }
-        let slot = Slot {
-            tag: tag_of(hash),
-            index: self.entries.len() as u32,
-        };
-        Self::place(&mut self.slots, slot);
+        Self::place(&mut self.slots, Slot::new(hash, self.entries.len()));
         self.entries.push((key, value));
         None
     }
