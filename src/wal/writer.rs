@@ -892,9 +892,10 @@ fn prepare_spare(
 ) -> io::Result<bool> {
     use std::os::unix::fs::FileExt;
     let path = dir.join(SPARE_NAME);
-    let open = |direct: bool| {
+    // `truncate` false reopens the spare to carry on where it is.
+    let open = |direct: bool, truncate: bool| {
         let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create(true).truncate(truncate);
         #[cfg(target_os = "linux")]
         if direct {
             use std::os::unix::fs::OpenOptionsExt;
@@ -906,9 +907,9 @@ fn prepare_spare(
     };
     // EINVAL is how Linux file systems refuse O_DIRECT; some FUSE ones say EOPNOTSUPP.
     let refused = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP));
-    let (mut file, mut direct) = match open(prefer_direct) {
+    let (mut file, mut direct) = match open(prefer_direct, true) {
         Ok(file) => (file, prefer_direct && cfg!(target_os = "linux")),
-        Err(e) if refused(&e) => (open(false)?, false),
+        Err(e) if refused(&e) => (open(false, true)?, false),
         Err(e) => return Err(e),
     };
     // O_DIRECT wants the buffer, offset and length aligned to the device's logical block;
@@ -930,13 +931,13 @@ fn prepare_spare(
         // A direct write must be whole blocks: a segment size that is not whole pages ends
         // with a buffered piece.
         if direct && n % align != 0 {
-            file = fs::OpenOptions::new().write(true).open(&path)?;
+            file = open(false, false)?;
             direct = false;
         }
         match file.write_all_at(&zeros[..n], offset) {
             Ok(()) => {}
             Err(e) if direct && refused(&e) => {
-                file = open(false)?;
+                file = open(false, true)?;
                 direct = false;
                 offset = 0;
                 continue;
