@@ -54,6 +54,16 @@ fn counters_move_by_exactly_the_traffic() {
         metric(&text, "authswitch_request_duration_seconds_count"),
         Some(9.0)
     );
+    // The seven requests a shard decided (five approvals, two declines); the unknown card and
+    // the echo were answered by the connection.
+    assert_eq!(
+        metric(&text, "authswitch_decided_request_duration_seconds_count"),
+        Some(7.0)
+    );
+    assert_eq!(
+        metric(&text, "authswitch_queue_wait_duration_seconds_count"),
+        Some(7.0)
+    );
     assert_eq!(metric(&text, "authswitch_connections_open"), Some(1.0));
     assert_eq!(metric(&text, "authswitch_ready"), Some(1.0));
     assert!(

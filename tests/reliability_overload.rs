@@ -161,7 +161,8 @@ fn excess_load_is_answered_91_with_bounded_memory() {
         .collect();
     // Warm up allocator and connections once so the baseline is not an empty process.
     let mut warm = switch.client();
-    for stan in 1..=100 {
+    const WARM_UP: u32 = 100;
+    for stan in 1..=WARM_UP {
         assert_eq!(de39(&warm.call(&inquiry(&pans[0], "1", stan))), "00");
     }
     let rss_before_kib = switch.rss_kib();
@@ -220,6 +221,20 @@ fn excess_load_is_answered_91_with_bounded_memory() {
     let server_p99_s = histogram_p99_s(&metrics, "authswitch_request_duration_seconds");
     eprintln!("overload: switch-side p99 of every answer <= {server_p99_s} s");
     assert!(server_p99_s <= 0.1, "switch-side p99 {server_p99_s} s");
+    let decided_p99_s = histogram_p99_s(&metrics, "authswitch_decided_request_duration_seconds");
+    eprintln!("overload: switch-side p99 of the requests served <= {decided_p99_s} s");
+    assert!(
+        decided_p99_s <= 0.1,
+        "switch-side served p99 {decided_p99_s} s"
+    );
+    assert_eq!(
+        series_sum(
+            &metrics,
+            &["authswitch_decided_request_duration_seconds_count"]
+        ) as u64,
+        u64::from(WARM_UP) + approved,
+        "every request served, and only those, is in the served histogram"
+    );
     let shed = series_sum(
         &metrics,
         &[

@@ -235,6 +235,7 @@ pub fn run(
     let shed_total = metrics::counter!(crate::metrics::QUEUE_SHED_TOTAL,
         "shard" => params.shard.to_string());
     let mut window: Vec<Job> = Vec::with_capacity(WARM_WINDOW);
+    let queue_wait = &crate::metrics::handles().queue_wait_seconds;
     loop {
         let first = match jobs.recv_timeout(params.expiry_tick.min(Duration::from_millis(500))) {
             Ok(job) => Some(job),
@@ -245,10 +246,13 @@ pub fn run(
         let mut batch = BatchBuilder::new(&wal, next_lsn);
         let mut take = |batch: &mut BatchBuilder<'_>, job: Job, state: &mut ShardState| {
             let now = Instant::now();
-            if matches!(job.reply, Reply::Wire { .. }) && shedder.shed(job.queued, now) {
-                shed_total.increment(1);
-                job.reply.send(Err(Failure::Overloaded));
-                return;
+            if matches!(job.reply, Reply::Wire { .. }) {
+                queue_wait.record(now.saturating_duration_since(job.queued));
+                if shedder.shed(job.queued, now) {
+                    shed_total.increment(1);
+                    job.reply.send(Err(Failure::Overloaded));
+                    return;
+                }
             }
             batch.take(job, now, state, now_s, &mut payload);
         };

@@ -6,6 +6,8 @@
 //! and the requested amount in DE54 (amount type 57, "original amount"); a balance inquiry
 //! carries the available balance in DE54 (amount type 02). See `proto/dialect.md`.
 
+use std::time::{Duration, Instant};
+
 use bytes::{Bytes, BytesMut};
 
 use crate::iso8583::{FrameCodec, Message, MessageBuilder, Mti};
@@ -29,6 +31,7 @@ pub fn encode(item: Outgoing, shared: &Shared, out: &mut BytesMut) {
             record(&ctx.request, ctx.arrived, de39);
         }
         Outgoing::Decided { ctx, answer } => {
+            let decided = matches!(answer, Ok(Answer::Outcome(_)));
             let answer = match answer {
                 Ok(Answer::Outcome(outcome)) => WireAnswer::from_outcome(&outcome, &ctx.request),
                 Ok(Answer::Query(_) | Answer::Totals(_)) => WireAnswer::code(*b"96"),
@@ -36,13 +39,19 @@ pub fn encode(item: Outgoing, shared: &Shared, out: &mut BytesMut) {
                 Err(Failure::Storage) => WireAnswer::code(*b"96"),
             };
             write_response(&ctx.request, ctx.tpdu, &answer, shared, out);
-            record(&ctx.request, ctx.arrived, answer.de39);
+            let elapsed = record(&ctx.request, ctx.arrived, answer.de39);
+            if decided {
+                handles().decided_request_seconds.record(elapsed);
+            }
         }
     }
 }
 
-fn record(request: &Message, arrived: std::time::Instant, de39: [u8; 2]) {
-    handles().request(request.mti().value(), de39, arrived.elapsed());
+/// Counts one answer; returns how long the switch held its request.
+fn record(request: &Message, arrived: Instant, de39: [u8; 2]) -> Duration {
+    let elapsed = arrived.elapsed();
+    handles().request(request.mti().value(), de39, elapsed);
+    elapsed
 }
 
 /// Appends one response frame; on an encoding failure (which would be our bug, since every
