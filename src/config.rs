@@ -62,6 +62,11 @@ pub struct ServerConfig {
     /// peer), the frames it reads more than this long after it last found the socket empty are
     /// answered 91 at the door (see `server::backlog`); 0 = off.
     pub read_lag_target_ms: u64,
+    /// While a connection is shedding (any of its requests answered 91 at the door in the
+    /// last 100 ms), it keeps at most a cap of requests in the switch, which comes down while
+    /// the mean time its served requests spend in the switch is above this, and goes back up
+    /// to the bound otherwise (see `server::overload`); 0 = off.
+    pub overload_latency_target_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -180,6 +185,7 @@ impl Default for ServerConfig {
             webhook_concurrency_per_endpoint_max: 64,
             io_threads: 0,
             read_lag_target_ms: 2,
+            overload_latency_target_ms: 2,
         }
     }
 }
@@ -342,6 +348,12 @@ impl Config {
         if s.read_lag_target_ms > 10_000 {
             return bad(
                 "server.read_lag_target_ms",
+                "must be at most 10000 (0 turns it off)",
+            );
+        }
+        if s.overload_latency_target_ms > 10_000 {
+            return bad(
+                "server.overload_latency_target_ms",
                 "must be at most 10000 (0 turns it off)",
             );
         }

@@ -28,6 +28,7 @@ pub const DEADLINE_MISSED_TOTAL: &str = "authswitch_deadline_missed_total";
 pub const QUEUE_SHED_TOTAL: &str = "authswitch_queue_shed_total";
 pub const DOOR_SHED_TOTAL: &str = "authswitch_door_shed_total";
 pub const BACKLOG_SHED_TOTAL: &str = "authswitch_backlog_shed_total";
+pub const CAP_SHED_TOTAL: &str = "authswitch_cap_shed_total";
 pub const CONNECTIONS_OPEN: &str = "authswitch_connections_open";
 pub const CONNECTIONS_TOTAL: &str = "authswitch_connections_total";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "authswitch_connections_refused_total";
@@ -199,6 +200,8 @@ pub struct Handles {
     pub connections_refused: Counter,
     pub door_shed: Counter,
     pub backlog_shed: Counter,
+    /// Answered 91 at the door past the connection's overload cap (`server::overload`).
+    pub cap_shed: Counter,
     rejects: Vec<Counter>,
 }
 
@@ -224,6 +227,7 @@ impl Handles {
             connections_refused: counter!(CONNECTIONS_REFUSED_TOTAL),
             door_shed: counter!(DOOR_SHED_TOTAL),
             backlog_shed: counter!(BACKLOG_SHED_TOTAL),
+            cap_shed: counter!(CAP_SHED_TOTAL),
             rejects: rejects.collect(),
         }
     }

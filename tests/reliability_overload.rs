@@ -243,6 +243,7 @@ fn excess_load_is_answered_91_with_bounded_memory() {
             "authswitch_queue_shed_total",
             "authswitch_door_shed_total",
             "authswitch_backlog_shed_total",
+            "authswitch_cap_shed_total",
         ],
     );
     assert_eq!(shed as u64, overloaded, "{metrics}");
@@ -417,6 +418,7 @@ fn a_reader_left_behind_by_its_peer_answers_91_at_the_door() {
             "authswitch_shard_overloaded_total",
             "authswitch_deadline_missed_total",
             "authswitch_door_shed_total",
+            "authswitch_cap_shed_total",
         ],
     );
     assert_eq!(backlog_shed + refused, shed as f64);
@@ -431,4 +433,136 @@ fn a_reader_left_behind_by_its_peer_answers_91_at_the_door() {
         "00"
     );
     assert!(switch.stop().success());
+}
+
+/// What one connection saw of a steady offer to a switch with a slow disk.
+struct SlowDiskRun {
+    served: u64,
+    shed: u64,
+    /// The approvals grouped by when they arrived (answers of one batch arrive together, and
+    /// batches end a sync apart): how many requests each batch held, in order.
+    batches: Vec<usize>,
+    metrics: String,
+}
+
+/// Offers one authorization of 1 minor unit a millisecond for `OFFER` on one connection to a
+/// switch whose syncs take 300 ms, so that the connection's 64 requests hold its bound for
+/// longer than the door's 100 ms. The read lag's shedding is off: the reader waits at the
+/// bound, so its later reads lag, and that shedding would answer them before the cap is
+/// asked.
+fn steady_offer_to_a_slow_disk(target_ms: u64) -> SlowDiskRun {
+    const OFFER: Duration = Duration::from_millis(1_500);
+    const PAN: &str = "4000056655665556";
+    let switch = Switch::start(&format!(
+        "[server]\nin_flight_per_connection_max = 64\noverload_latency_target_ms = {target_ms}\n\
+         read_lag_target_ms = 0\nrequest_deadline_ms = 60000\n\
+         [wal]\nfault_plan = \"slow_sync_ms=300\"\n"
+    ));
+    switch.provision(10_000, PAN);
+    let mut client = switch.client();
+    let mut writer = client.stream.try_clone().unwrap();
+    let frames: Vec<Vec<u8>> = (1..=OFFER.as_millis() as u32)
+        .map(|stan| client.encode(&common::auth_0100(PAN, 1, stan)))
+        .collect();
+    let sent = frames.len();
+    let send = std::thread::spawn(move || {
+        let started = Instant::now();
+        for (i, frame) in frames.iter().enumerate() {
+            writer.write_all(frame).unwrap();
+            let next = Duration::from_millis(i as u64 + 1);
+            std::thread::sleep(next.saturating_sub(started.elapsed()));
+        }
+    });
+    let mut answered = vec![false; sent];
+    let (mut shed, mut approvals_at) = (0u64, Vec::new());
+    for _ in 0..sent {
+        let response = client.recv();
+        let stan = response.stan().unwrap() as usize;
+        assert!(
+            !std::mem::replace(&mut answered[stan - 1], true),
+            "STAN {stan} twice"
+        );
+        match de39(&response).as_str() {
+            "00" => approvals_at.push(Instant::now()),
+            "91" => shed += 1,
+            other => panic!("STAN {stan} answered {other}"),
+        }
+    }
+    send.join().unwrap();
+    let mut batches: Vec<usize> = Vec::new();
+    for (i, at) in approvals_at.iter().enumerate() {
+        match batches.last_mut() {
+            Some(n) if *at - approvals_at[i - 1] < Duration::from_millis(100) => *n += 1,
+            _ => batches.push(1),
+        }
+    }
+    let metrics = switch.metrics_text();
+    assert!(switch.stop().success());
+    SlowDiskRun {
+        served: approvals_at.len() as u64,
+        shed,
+        batches,
+        metrics,
+    }
+}
+
+/// A connection that sheds keeps fewer requests in the switch while those it serves take
+/// longer than `server.overload_latency_target_ms` there. With syncs of 300 ms, its 64
+/// requests hold the bound for longer than the door waits, and the door starts answering
+/// 91. Every request served took 300 ms or more, so the cap comes down from the bound (by a
+/// quarter an interval, to 32), and while the connection sheds, the frames that find the cap
+/// reached are answered 91 too (`authswitch_cap_shed_total`): the batches formed after the
+/// first two (which filled before any answer came back) hold at most 48 requests. With the
+/// target at 0 the cap is off: only the door sheds, and each later batch fills the bound
+/// again.
+#[test]
+fn a_shedding_connection_keeps_fewer_requests_in_a_slow_switch() {
+    let on = steady_offer_to_a_slow_disk(5);
+    eprintln!(
+        "cap on: {} served, {} answered 91, batches {:?}",
+        on.served, on.shed, on.batches
+    );
+    let metrics = &on.metrics;
+    let cap_shed = common::metric_value(metrics, "authswitch_cap_shed_total");
+    let door_shed = common::metric_value(metrics, "authswitch_door_shed_total");
+    assert!(door_shed >= 1.0, "the door never opened: {metrics}");
+    assert!(cap_shed >= 1.0, "the cap never applied: {metrics}");
+    let all_shed = series_sum(
+        metrics,
+        &[
+            "authswitch_shard_overloaded_total",
+            "authswitch_deadline_missed_total",
+            "authswitch_queue_shed_total",
+            "authswitch_door_shed_total",
+            "authswitch_backlog_shed_total",
+            "authswitch_cap_shed_total",
+        ],
+    );
+    assert_eq!(all_shed as u64, on.shed, "{metrics}");
+    assert_eq!(
+        common::metric_value(metrics, "authswitch_decided_request_duration_seconds_count") as u64,
+        on.served
+    );
+    assert!(on.batches.len() >= 4, "batches {:?}", on.batches);
+    assert!(
+        on.batches[2..].iter().all(|&n| n <= 48),
+        "batches {:?}",
+        on.batches
+    );
+
+    let off = steady_offer_to_a_slow_disk(0);
+    eprintln!(
+        "cap off: {} served, {} answered 91, batches {:?}",
+        off.served, off.shed, off.batches
+    );
+    assert_eq!(
+        common::metric_value(&off.metrics, "authswitch_cap_shed_total"),
+        0.0
+    );
+    assert!(common::metric_value(&off.metrics, "authswitch_door_shed_total") >= 1.0);
+    assert!(
+        off.batches[2..].iter().any(|&n| n > 48),
+        "batches {:?}",
+        off.batches
+    );
 }

@@ -18,6 +18,7 @@
 //! frame that arrives too slowly), or on shutdown; in every case the writer first answers
 //! every request already read.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,10 +31,12 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use crate::iso8583::{peek_mti_stan, FrameCodec, FrameError, Message};
-use crate::ledger::shard::{Job, Outgoing, Reply, WireCtx};
+use crate::ledger::shard::{Answer, Failure, Job, Outgoing, Reply, WireCtx};
+use crate::ledger::Outcome;
 use crate::metrics::{handles, Reject};
 use crate::server::backlog::ReadLag;
 use crate::server::dispatch::{dispatch, Dispatch};
+use crate::server::overload::OverloadCap;
 use crate::server::respond;
 use crate::server::webhook::Deferred;
 use crate::server::Shared;
@@ -56,13 +59,16 @@ pub async fn serve(socket: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
     let (tx, rx) = mpsc::channel(2 * in_flight_max);
     let permits = Arc::new(Semaphore::new(in_flight_max));
     let door = Arc::new(Semaphore::new(in_flight_max));
+    // The overload cap (`server::overload`): set by the writer, applied by the reader.
+    let cap = Arc::new(AtomicUsize::new(in_flight_max));
     let writer = tokio::spawn(write_loop(
         wr,
         rx,
         [permits.clone(), door.clone()],
+        cap.clone(),
         shared.clone(),
     ));
-    let end = read_loop(rd, tx, [permits, door], &shared, shutdown).await;
+    let end = read_loop(rd, tx, [permits, door], &cap, &shared, shutdown).await;
     tracing::debug!(?peer, reason = end, "connection reader finished");
     // The writer ends once every request read has been answered (all senders dropped).
     let _ = writer.await;
@@ -72,6 +78,7 @@ async fn read_loop(
     mut rd: OwnedReadHalf,
     tx: mpsc::Sender<Outgoing>,
     [permits, door]: [Arc<Semaphore>; 2],
+    cap: &AtomicUsize,
     shared: &Shared,
     shutdown: CancellationToken,
 ) -> &'static str {
@@ -90,6 +97,7 @@ async fn read_loop(
     );
     // The frames of the last read are answered at the door: the reader is behind.
     let mut shed_read = false;
+    let in_flight_max = server.in_flight_per_connection_max;
     loop {
         loop {
             let frame = match codec.decode(&mut buf) {
@@ -104,10 +112,24 @@ async fn read_loop(
                 handles().reject(Reject::ZeroLength);
                 continue;
             }
+            let now = Instant::now();
             let frame = if shed_read {
                 match answer_with_slot(frame, &door, &tx, shared, &handles().backlog_shed) {
                     Some(frame) => frame,
                     None => continue,
+                }
+            } else {
+                frame
+            };
+            // While the connection sheds, the door also answers what finds its overload cap
+            // reached (`server::overload`; the cap is the bound otherwise).
+            let in_flight = in_flight_max - permits.available_permits().min(in_flight_max);
+            let cap = cap.load(Ordering::Relaxed);
+            let frame = if cap < in_flight_max && in_flight >= cap {
+                match answer_at_door_waiting(frame, &door, &tx, shared, &handles().cap_shed).await {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => continue,
+                    Err(()) => return "closed",
                 }
             } else {
                 frame
@@ -136,8 +158,7 @@ async fn read_loop(
                     }
                 }
             };
-            let ctx_arrived = Instant::now();
-            match take_frame(frame, ctx_arrived, &tx, shared) {
+            match take_frame(frame, now, &tx, shared) {
                 Ok(true) => {}
                 Ok(false) => permits.add_permits(1),
                 Err(end) => {
@@ -259,9 +280,32 @@ fn answer_with_slot(
     }
 }
 
+/// Answers a frame at the door (`answer_at_door`, counted in `shed`), waiting for a door slot
+/// if none is free (they come back as the writer writes the answers, or never when the peer
+/// does not read them: backpressure). The frame comes back when it is to take the ordinary
+/// path instead; `Err` when the connection is closing.
+async fn answer_at_door_waiting(
+    frame: crate::iso8583::Frame,
+    door: &Semaphore,
+    tx: &mpsc::Sender<Outgoing>,
+    shared: &Shared,
+    shed: &metrics::Counter,
+) -> Result<Option<crate::iso8583::Frame>, ()> {
+    let slot = door.acquire().await.map_err(|_| ())?;
+    match answer_at_door(frame, tx, shared, shed) {
+        Ok(()) => {
+            slot.forget();
+            Ok(None)
+        }
+        Err(frame) => Ok(Some(frame)),
+    }
+}
+
 /// Waits for a permit until the connection has been at its bound for `DOOR_AFTER`; from then
-/// on answers at the door while a door slot is free, and otherwise waits for a permit after
-/// all (the peer does not read its answers: backpressure).
+/// on answers at the door, waiting when need be for whichever comes first, a door slot or a
+/// permit. Both stay taken only while the peer does not read its answers (backpressure);
+/// door slots alone run out whenever the reader answers a slot's worth of frames before the
+/// writer has run, and the reader then must not wait for a permit that a slow batch holds.
 async fn admit_at_bound(
     frame: crate::iso8583::Frame,
     permits: &Semaphore,
@@ -278,10 +322,32 @@ async fn admit_at_bound(
             return Admit::Take(frame);
         }
         Ok(Err(_)) => return Admit::Closed,
-        Err(_) => match answer_with_slot(frame, door, tx, shared, &handles().door_shed) {
-            None => return Admit::Answered,
-            Some(frame) => frame,
-        },
+        Err(_) => frame,
+    };
+    let frame = tokio::select! {
+        biased;
+        permit = permits.acquire() => {
+            return match permit {
+                Ok(permit) => {
+                    permit.forget();
+                    Admit::Take(frame)
+                }
+                Err(_) => Admit::Closed,
+            };
+        }
+        slot = door.acquire() => {
+            let Ok(slot) = slot else {
+                return Admit::Closed;
+            };
+            match answer_at_door(frame, tx, shared, &handles().door_shed) {
+                Ok(()) => {
+                    slot.forget();
+                    return Admit::Answered;
+                }
+                // Not answerable at the door (the slot goes back): it waits for a permit.
+                Err(frame) => frame,
+            }
+        }
     };
     match permits.acquire().await {
         Ok(permit) => {
@@ -399,38 +465,63 @@ async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Outgoing>,
     [permits, door]: [Arc<Semaphore>; 2],
+    cap: Arc<AtomicUsize>,
     shared: Arc<Shared>,
 ) {
     let mut out = BytesMut::with_capacity(READ_CHUNK);
+    let server = &shared.config.server;
+    let mut overload = OverloadCap::new(
+        Duration::from_millis(server.overload_latency_target_ms),
+        server.in_flight_per_connection_max,
+        Instant::now(),
+    );
     let write_timeout = Duration::from_millis(shared.config.server.write_timeout_ms);
     // Requests waiting for their platform's decision (server/webhook.rs): they keep their
     // permit until their final answer, which comes back through `deferred`, is written.
     let mut deferred = Deferred::new(shared.config.server.in_flight_per_connection_max);
     let mut rx_open = true;
+    let mut published = server.in_flight_per_connection_max;
     loop {
+        // Each answer with whether it comes from a shard (not a webhook's final answer).
         let first = tokio::select! {
             item = rx.recv(), if rx_open => match item {
-                Some(item) => item,
+                Some(item) => (item, true),
                 None => {
                     rx_open = false;
                     continue;
                 }
             },
-            Some(item) = deferred.recv(), if deferred.outstanding() > 0 => item,
+            Some(item) = deferred.recv(), if deferred.outstanding() > 0 => (item, false),
             else => break,
         };
         // Answers written, by what they hold: [in-flight permits, door slots].
         let mut answered = [0usize; 2];
-        let slot = slot_of(&first);
-        answered[slot] += usize::from(deferred.encode(first, &shared, &mut out));
-        let mut taken = 1;
-        while taken < WRITE_COALESCE_MAX {
-            let Some(next) = rx.try_recv().ok().or_else(|| deferred.try_recv()) else {
-                break;
-            };
-            let slot = slot_of(&next);
-            answered[slot] += usize::from(deferred.encode(next, &shared, &mut out));
+        let now = Instant::now();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some((item, from_shard)) = next.take() {
+            match overload_signal(&item) {
+                Signal::Served(arrived) if from_shard => {
+                    overload.served(now.saturating_duration_since(arrived), now);
+                }
+                Signal::Shed => overload.shed(now),
+                _ => {}
+            }
+            let slot = slot_of(&item);
+            answered[slot] += usize::from(deferred.encode(item, &shared, &mut out));
             taken += 1;
+            if taken < WRITE_COALESCE_MAX {
+                next = match rx.try_recv() {
+                    Ok(item) => Some((item, true)),
+                    Err(_) => deferred.try_recv().map(|item| (item, false)),
+                };
+            }
+        }
+        let effective = overload.effective(now, deferred.outstanding());
+        if effective != published {
+            tracing::debug!(cap = effective, "connection overload cap");
+            cap.store(effective, Ordering::Relaxed);
+            published = effective;
         }
         if answered == [0, 0] {
             continue;
@@ -455,6 +546,36 @@ async fn write_loop(
         door.add_permits(answered[1]);
     }
     let _ = wr.shutdown().await;
+}
+
+/// What an answer tells the overload cap (`server::overload`).
+enum Signal {
+    /// A request decided by a shard, which arrived then.
+    Served(Instant),
+    /// Answered 91 by the overload policy.
+    Shed,
+    Other,
+}
+
+fn overload_signal(item: &Outgoing) -> Signal {
+    match item {
+        Outgoing::Decided {
+            answer: Ok(Answer::Outcome(Outcome::AwaitingPlatform(_))),
+            ..
+        } => Signal::Other,
+        Outgoing::Decided {
+            ctx,
+            answer: Ok(Answer::Outcome(_)),
+        } => Signal::Served(ctx.arrived),
+        Outgoing::Decided {
+            answer: Err(Failure::Overloaded | Failure::Deadline),
+            ..
+        } => Signal::Shed,
+        Outgoing::Door {
+            de39: [b'9', b'1'], ..
+        } => Signal::Shed,
+        _ => Signal::Other,
+    }
 }
 
 /// Which bound an answer was counted against: 0 in-flight permits, 1 door slots.

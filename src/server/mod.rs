@@ -8,6 +8,7 @@
 pub mod backlog;
 pub mod connection;
 pub mod dispatch;
+pub mod overload;
 pub mod respond;
 pub mod webhook;
 

@@ -132,6 +132,9 @@ pub enum FaultKind {
     Enospc,
     /// fdatasync fails with EIO (the data may be in the page cache but is not durable).
     FsyncFail,
+    /// Not a failure: every fdatasync takes `after` milliseconds longer (a slow disk, for the
+    /// overload tests).
+    SlowSync,
 }
 
 /// A plan to fail one kind of operation after `after` successful ones; the operation number
@@ -140,6 +143,7 @@ pub enum FaultKind {
 /// Text form, as given on the hidden config key: `write_fail_after=N`, `short_write_after=N`,
 /// `enospc_after=N` or `fsync_fail_after=N`. Writes are counted over all segment writes of the
 /// shard, syncs over all segment syncs (including the sync of a newly created segment).
+/// `slow_sync_ms=N` fails nothing: every sync waits N ms first (`after` holds N).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FaultPlan {
     pub kind: FaultKind,
@@ -152,8 +156,8 @@ pub enum FaultPlanError {
     #[error("fault plan must look like `name=N`")]
     MissingEquals,
     #[error(
-        "unknown fault `{0}`; expected write_fail_after, short_write_after, enospc_after \
-         or fsync_fail_after"
+        "unknown fault `{0}`; expected write_fail_after, short_write_after, enospc_after, \
+         fsync_fail_after or slow_sync_ms"
     )]
     UnknownFault(String),
     #[error("fault count `{0}` is not a non-negative integer")]
@@ -173,6 +177,7 @@ impl FromStr for FaultPlan {
             "short_write_after" => FaultKind::ShortWrite,
             "enospc_after" => FaultKind::Enospc,
             "fsync_fail_after" => FaultKind::FsyncFail,
+            "slow_sync_ms" => FaultKind::SlowSync,
             other => return Err(FaultPlanError::UnknownFault(other.to_string())),
         };
         let after = count
@@ -250,6 +255,10 @@ impl<F: WalFile> WalFile for FaultyFile<F> {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
+        if self.state.plan.kind == FaultKind::SlowSync {
+            std::thread::sleep(std::time::Duration::from_millis(self.state.plan.after));
+            return self.inner.sync_data();
+        }
         let already = self.state.tripped();
         if self.state.count(&self.state.syncs, &[FaultKind::FsyncFail]) || already {
             return Err(io::Error::from_raw_os_error(EIO));
@@ -392,6 +401,21 @@ mod tests {
             self.0.resize(len_bytes as usize, 0);
             Ok(())
         }
+    }
+
+    #[test]
+    fn slow_sync_waits_and_fails_nothing() {
+        let state = FaultState::new("slow_sync_ms=30".parse().unwrap());
+        let mut f = FaultyFile::new(MemFile(Vec::new(), 0), Arc::clone(&state));
+        for i in 0..3u64 {
+            assert_eq!(f.write_at(b"ab", 2 * i).unwrap(), 2);
+            let started = std::time::Instant::now();
+            f.sync_data().unwrap();
+            assert!(started.elapsed() >= std::time::Duration::from_millis(30));
+        }
+        assert!(!state.tripped());
+        assert_eq!(f.inner.0, b"ababab");
+        assert_eq!(f.inner.1, 3);
     }
 
     #[test]
