@@ -62,10 +62,11 @@ pub struct ServerConfig {
     /// peer), the frames it reads more than this long after it last found the socket empty are
     /// answered 91 at the door (see `server::backlog`); 0 = off.
     pub read_lag_target_ms: u64,
-    /// While a connection is shedding (any of its requests answered 91 at the door in the
-    /// last 100 ms), it keeps at most a cap of requests in the switch, which comes down while
-    /// the mean time its served requests spend in the switch is above this, and goes back up
-    /// to the bound otherwise (see `server::overload`); 0 = off.
+    /// While a connection is shedding (any of its requests answered 91 by the overload policy
+    /// in the last 100 ms), it keeps at most a cap of requests in the switch. The cap comes
+    /// down while the mean time its served requests spend in the switch exceeds twice the
+    /// least such time of the last second by more than this, and goes back up to the bound
+    /// otherwise (see `server::overload`); 0 = off.
     pub overload_latency_target_ms: u64,
 }
 

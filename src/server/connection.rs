@@ -18,7 +18,6 @@
 //! frame that arrives too slowly), or on shutdown; in every case the writer first answers
 //! every request already read.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,7 +35,7 @@ use crate::ledger::Outcome;
 use crate::metrics::{handles, Reject};
 use crate::server::backlog::ReadLag;
 use crate::server::dispatch::{dispatch, Dispatch};
-use crate::server::overload::OverloadCap;
+use crate::server::overload::{OverloadCap, SharedCap};
 use crate::server::respond;
 use crate::server::webhook::Deferred;
 use crate::server::Shared;
@@ -60,7 +59,7 @@ pub async fn serve(socket: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
     let permits = Arc::new(Semaphore::new(in_flight_max));
     let door = Arc::new(Semaphore::new(in_flight_max));
     // The overload cap (`server::overload`): set by the writer, applied by the reader.
-    let cap = Arc::new(AtomicUsize::new(in_flight_max));
+    let cap = Arc::new(SharedCap::new(in_flight_max));
     let writer = tokio::spawn(write_loop(
         wr,
         rx,
@@ -78,7 +77,7 @@ async fn read_loop(
     mut rd: OwnedReadHalf,
     tx: mpsc::Sender<Outgoing>,
     [permits, door]: [Arc<Semaphore>; 2],
-    cap: &AtomicUsize,
+    cap: &SharedCap,
     shared: &Shared,
     shutdown: CancellationToken,
 ) -> &'static str {
@@ -123,11 +122,16 @@ async fn read_loop(
             };
             // While the connection sheds, the door also answers what finds its overload cap
             // reached (`server::overload`; the cap is the bound otherwise).
+            // The request's arrival: when it was read, or when the reader took it after
+            // waiting for room.
+            let mut arrived = now;
             let in_flight = in_flight_max - permits.available_permits().min(in_flight_max);
-            let cap = cap.load(Ordering::Relaxed);
-            let frame = if cap < in_flight_max && in_flight >= cap {
+            let frame = if cap.reached(now, in_flight, in_flight_max) {
                 match answer_at_door_waiting(frame, &door, &tx, shared, &handles().cap_shed).await {
-                    Ok(Some(frame)) => frame,
+                    Ok(Some(frame)) => {
+                        arrived = Instant::now();
+                        frame
+                    }
                     Ok(None) => continue,
                     Err(()) => return "closed",
                 }
@@ -152,13 +156,16 @@ async fn read_loop(
                     match admit_at_bound(frame, &permits, &door, &mut at_bound_since, &tx, shared)
                         .await
                     {
-                        Admit::Take(frame) => frame,
+                        Admit::Take(frame) => {
+                            arrived = Instant::now();
+                            frame
+                        }
                         Admit::Answered => continue,
                         Admit::Closed => return "closed",
                     }
                 }
             };
-            match take_frame(frame, now, &tx, shared) {
+            match take_frame(frame, arrived, &tx, shared) {
                 Ok(true) => {}
                 Ok(false) => permits.add_permits(1),
                 Err(end) => {
@@ -465,7 +472,7 @@ async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Outgoing>,
     [permits, door]: [Arc<Semaphore>; 2],
-    cap: Arc<AtomicUsize>,
+    cap: Arc<SharedCap>,
     shared: Arc<Shared>,
 ) {
     let mut out = BytesMut::with_capacity(READ_CHUNK);
@@ -480,7 +487,7 @@ async fn write_loop(
     // permit until their final answer, which comes back through `deferred`, is written.
     let mut deferred = Deferred::new(shared.config.server.in_flight_per_connection_max);
     let mut rx_open = true;
-    let mut published = server.in_flight_per_connection_max;
+    let mut published = (server.in_flight_per_connection_max, None);
     loop {
         // Each answer with whether it comes from a shard (not a webhook's final answer).
         let first = tokio::select! {
@@ -517,10 +524,12 @@ async fn write_loop(
                 };
             }
         }
-        let effective = overload.effective(now, deferred.outstanding());
+        let effective = overload.effective(deferred.outstanding());
         if effective != published {
-            tracing::debug!(cap = effective, "connection overload cap");
-            cap.store(effective, Ordering::Relaxed);
+            if effective.0 != published.0 {
+                tracing::debug!(cap = effective.0, "connection overload cap");
+            }
+            cap.publish(effective);
             published = effective;
         }
         if answered == [0, 0] {

@@ -7,38 +7,53 @@
 //! (2026-12-07, `scripts/overload`). Shedding more of the flood and serving the rest sooner
 //! is what an acquirer wants: a 91 now, or an answer in time.
 //!
-//! So each connection's writer keeps a cap (`OverloadCap`), adapted to the mean time its
-//! served requests spent in the switch (frame read to answer written; not the platform's
-//! time for the requests that waited on an authorization webhook), interval by interval:
-//! down by a quarter when the mean was above `server.overload_latency_target_ms`, up by an
-//! eighth otherwise, between `CAP_FLOOR` and the connection's bound. The cap applies only
-//! while the connection is shedding anyway: for `SHED_INTERVAL` after the writer last wrote
-//! a 91 of the overload policy (at the door for the bound, the read lag or the cap itself,
-//! or from a full or shedding shard queue, or a missed deadline). Then the reader answers 91
-//! at the door the frames that find the cap reached (webhook calls under way not counted
-//! against it). A burst, a slow sync or a stall outside an overload lowers the cap but sheds
-//! nothing, and the cap is back at the bound within seconds of the latency returning under
-//! target. Under a standing overload the cap settles where the mean latency meets the
+//! So each connection's writer keeps a cap (`OverloadCap`) on the requests it may have in the
+//! switch, adapted interval by interval (`SHED_INTERVAL`) to how long its served requests
+//! spent there (frame read to answer written; not the platform's time for the requests that
+//! waited on an authorization webhook). The yardstick is the least such time of the last
+//! second, the base: a request may wait for the batch in progress and then its own, so a
+//! mean of up to two bases is not queueing, and beyond that up to
+//! `server.overload_latency_target_ms` is allowed. Above it the cap comes down by a quarter,
+//! otherwise it goes up by an eighth, between `CAP_FLOOR` and the connection's bound. A slow
+//! disk raises the base, not the queueing, so it does not hold the cap down.
+//!
+//! The cap applies only while the connection sheds: for `SHED_INTERVAL` after the writer last
+//! wrote a 91 of the overload policy (at the door for the bound, the read lag or the cap
+//! itself, from a full or shedding shard queue, or for a missed deadline). Then the reader
+//! answers 91 at the door the frames that find the cap reached (webhook calls under way do not
+//! count against it). The writer publishes the cap with the instant it lapses (`SharedCap`),
+//! and the reader checks that instant itself, so a connection that goes quiet does not keep
+//! an old cap. A burst, a slow sync or a stall outside an overload may lower the cap but
+//! sheds nothing, and under a standing overload the cap settles where the queueing meets the
 //! target.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::ledger::shard::SHED_INTERVAL;
 
-/// The cap never goes below this (nor above the connection's bound): with a slow disk the
-/// mean may stay above target at any cap, and a cap of a few requests would then serve
-/// almost nothing.
+/// The cap never goes below this (nor above the connection's bound), so that a connection
+/// whose every request is slow still serves some.
 pub const CAP_FLOOR: usize = 32;
+
+/// Intervals over which the least latency served is the base that the mean is measured
+/// against (a second).
+const BASE_INTERVALS: usize = 10;
 
 /// The cap of one connection, kept by its writer.
 pub struct OverloadCap {
-    /// Mean latency above which the cap comes down; zero turns the cap off.
+    /// Queueing allowed beyond one base latency before the cap comes down; zero turns the cap
+    /// off.
     target: Duration,
     bound: usize,
     cap: usize,
     interval_end: Instant,
     sum: Duration,
     samples: u32,
+    interval_min: Duration,
+    /// The least latency of each of the last intervals (`Duration::MAX`: none).
+    mins: [Duration; BASE_INTERVALS],
+    next_min: usize,
     /// Until when the connection counts as shedding.
     shedding_until: Option<Instant>,
 }
@@ -52,6 +67,9 @@ impl OverloadCap {
             interval_end: now + SHED_INTERVAL,
             sum: Duration::ZERO,
             samples: 0,
+            interval_min: Duration::MAX,
+            mins: [Duration::MAX; BASE_INTERVALS],
+            next_min: 0,
             shedding_until: None,
         }
     }
@@ -62,37 +80,87 @@ impl OverloadCap {
         if self.target.is_zero() {
             return;
         }
+        if self.samples == 0 && now >= self.interval_end {
+            // The first answer after a quiet spell starts an interval (it does not end one),
+            // and the base is learnt again.
+            self.interval_end = now + SHED_INTERVAL;
+            self.mins = [Duration::MAX; BASE_INTERVALS];
+        }
         self.sum = self.sum.saturating_add(latency);
         self.samples = self.samples.saturating_add(1);
+        self.interval_min = self.interval_min.min(latency);
         if now < self.interval_end {
             return;
         }
         let mean = self.sum / self.samples;
+        self.mins[self.next_min] = self.interval_min;
+        self.next_min = (self.next_min + 1) % BASE_INTERVALS;
+        // A request may wait for the batch in progress before its own: up to one base is not
+        // queueing. Beyond that, up to the target is allowed.
+        let base = self.mins.iter().copied().min().unwrap_or(Duration::ZERO);
         let floor = CAP_FLOOR.min(self.bound);
-        self.cap = if mean > self.target {
+        self.cap = if mean.saturating_sub(base) > base.saturating_add(self.target) {
             (self.cap - self.cap / 4).max(floor)
         } else {
             (self.cap + self.cap / 8 + 1).min(self.bound)
         };
         self.sum = Duration::ZERO;
         self.samples = 0;
+        self.interval_min = Duration::MAX;
         self.interval_end = now + SHED_INTERVAL;
     }
 
-    /// A request of this connection was answered 91 by the overload policy at `now`.
+    /// A request of this connection was answered 91 by the overload policy at `now` (the
+    /// cap's own included: while the cap holds requests back, the connection is still over
+    /// what it may have in the switch).
     pub fn shed(&mut self, now: Instant) {
         self.shedding_until = Some(now + SHED_INTERVAL);
     }
 
-    /// The requests the connection may have in the switch at `now` beside `exempt` ones (its
-    /// webhook calls under way): the cap while it sheds, else the bound. At the bound or
-    /// above, the cap does not apply (the bound and its door do).
-    pub fn effective(&self, now: Instant, exempt: usize) -> usize {
-        let shedding = self.shedding_until.is_some_and(|until| now < until);
-        if self.target.is_zero() || !shedding {
-            return self.bound;
+    /// The cap to apply beside `exempt` requests (the connection's webhook calls under way),
+    /// and until when it applies (`None`: not shedding, or the cap is off).
+    pub fn effective(&self, exempt: usize) -> (usize, Option<Instant>) {
+        if self.target.is_zero() {
+            return (self.bound, None);
         }
-        self.cap.saturating_add(exempt).min(self.bound)
+        let cap = self.cap.saturating_add(exempt).min(self.bound);
+        (cap, self.shedding_until)
+    }
+}
+
+/// The cap as the writer publishes it and the reader applies it.
+pub struct SharedCap {
+    epoch: Instant,
+    cap: AtomicUsize,
+    /// Microseconds after `epoch` until which the cap applies; 0: it does not.
+    until_us: AtomicU64,
+}
+
+impl SharedCap {
+    pub fn new(bound: usize) -> Self {
+        SharedCap {
+            epoch: Instant::now(),
+            cap: AtomicUsize::new(bound),
+            until_us: AtomicU64::new(0),
+        }
+    }
+
+    pub fn publish(&self, (cap, until): (usize, Option<Instant>)) {
+        let until_us = until.map_or(0, |until| self.micros(until).max(1));
+        self.cap.store(cap, Ordering::Relaxed);
+        self.until_us.store(until_us, Ordering::Relaxed);
+    }
+
+    /// Whether a frame read at `now` with `in_flight` requests in the switch (of at most
+    /// `bound`) finds the cap reached. At the bound the cap does not apply: the bound and its
+    /// door do.
+    pub fn reached(&self, now: Instant, in_flight: usize, bound: usize) -> bool {
+        let cap = self.cap.load(Ordering::Relaxed);
+        cap < bound && in_flight >= cap && self.micros(now) < self.until_us.load(Ordering::Relaxed)
+    }
+
+    fn micros(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
     }
 }
 
@@ -102,107 +170,141 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    /// Feeds one interval of samples of `latency` starting at `start`; returns the cap at its
-    /// end (as it applies while shedding).
-    fn interval(cap: &mut OverloadCap, start: Instant, latency: Duration) -> usize {
-        cap.shed(start);
-        for i in 0..99 {
-            let before = cap.effective(start + i * MS, 0);
+    /// Feeds one interval of samples starting at `start`, one a millisecond: the first of
+    /// `base`, the others of `latency`; returns the cap at its end.
+    fn interval(cap: &mut OverloadCap, start: Instant, base: Duration, latency: Duration) -> usize {
+        cap.served(base, start);
+        for i in 1..100 {
+            let before = cap.effective(0).0;
             cap.served(latency, start + i * MS);
-            assert_eq!(cap.effective(start + i * MS, 0), before, "moved at {i} ms");
+            assert_eq!(cap.effective(0).0, before, "moved at {i} ms");
         }
-        let end = start + 100 * MS;
-        cap.served(latency, end);
-        cap.shed(end);
-        cap.effective(end, 0)
+        cap.served(latency, start + 100 * MS);
+        cap.effective(0).0
     }
 
     #[test]
-    fn the_cap_follows_the_mean_latency_between_floor_and_bound() {
+    fn the_cap_follows_the_queueing_between_floor_and_bound() {
         let t0 = Instant::now();
         let mut cap = OverloadCap::new(2 * MS, 512, t0);
-        // Over target: down by a quarter each interval, to the floor and no further.
+        // Requests that take 5 ms where the quickest took 1 ms (4 ms of waiting, more than one
+        // base and the target): down by a quarter each interval, to the floor and no further.
         let mut expected = 512;
         let mut start = t0;
         for _ in 0..12 {
             expected = (expected - expected / 4).max(CAP_FLOOR);
-            assert_eq!(interval(&mut cap, start, 3 * MS), expected);
+            assert_eq!(interval(&mut cap, start, MS, 5 * MS), expected);
             start += 100 * MS;
         }
         assert_eq!(expected, CAP_FLOOR);
-        // On target: up by an eighth (and one) each interval, to the bound and no further.
+        // 3 ms, within one base and the target: up by an eighth (and one) each interval, to
+        // the bound.
         for _ in 0..40 {
             expected = (expected + expected / 8 + 1).min(512);
-            assert_eq!(interval(&mut cap, start, 2 * MS), expected);
+            assert_eq!(interval(&mut cap, start, MS, 3 * MS), expected);
             start += 100 * MS;
         }
         assert_eq!(expected, 512);
     }
 
     #[test]
-    fn the_mean_decides_not_the_last_sample() {
+    fn a_slow_disk_is_not_queueing() {
+        // Every request takes 30 ms or 31 ms: nothing waits for anything but the disk, and the
+        // cap stays at the bound.
         let t0 = Instant::now();
         let mut cap = OverloadCap::new(2 * MS, 512, t0);
-        cap.shed(t0);
-        // 90 samples of 1 ms and 10 of 10 ms: mean 1.9 ms, under target.
-        for i in 0..90 {
-            cap.served(MS, t0 + i * MS);
+        let mut start = t0;
+        for _ in 0..5 {
+            assert_eq!(interval(&mut cap, start, 30 * MS, 31 * MS), 512);
+            start += 100 * MS;
         }
-        for i in 90..100 {
-            cap.served(10 * MS, t0 + (i + 1) * MS);
+        // Waiting for the batch in progress is not queueing: 60 ms is still within one base
+        // and the target. 70 ms is not.
+        assert_eq!(interval(&mut cap, start, 30 * MS, 60 * MS), 512);
+        start += 100 * MS;
+        for _ in 0..3 {
+            interval(&mut cap, start, 30 * MS, 70 * MS);
+            start += 100 * MS;
         }
-        cap.shed(t0 + 100 * MS);
-        assert_eq!(cap.effective(t0 + 100 * MS, 0), 512);
-        // 80 of 1 ms and 20 of 10 ms: mean 2.8 ms, over.
-        let t1 = t0 + 100 * MS;
-        for i in 0..80 {
-            cap.served(MS, t1 + i * MS);
+        // Once down, it comes back up though every request still takes 30 ms.
+        assert_eq!(cap.effective(0).0, 216);
+        assert_eq!(interval(&mut cap, start, 30 * MS, 31 * MS), 244);
+    }
+
+    #[test]
+    fn the_base_is_the_least_latency_of_the_last_second() {
+        let t0 = Instant::now();
+        let mut cap = OverloadCap::new(2 * MS, 512, t0);
+        // A quick interval, then ones whose quickest took 10 ms and the rest 11 ms: queueing
+        // against the base of 1 ms while the quick interval is among the last ten, then 1 ms
+        // above their own base.
+        assert_eq!(interval(&mut cap, t0, MS, MS), 512);
+        let mut start = t0 + 100 * MS;
+        let mut expected = 512;
+        for _ in 0..9 {
+            expected -= expected / 4;
+            assert_eq!(interval(&mut cap, start, 10 * MS, 11 * MS), expected);
+            start += 100 * MS;
         }
-        for i in 80..100 {
-            cap.served(10 * MS, t1 + (i + 1) * MS);
-        }
-        cap.shed(t1 + 100 * MS);
-        assert_eq!(cap.effective(t1 + 100 * MS, 0), 384);
+        expected += expected / 8 + 1;
+        assert_eq!(interval(&mut cap, start, 10 * MS, 11 * MS), expected);
+    }
+
+    #[test]
+    fn a_quiet_spell_starts_a_new_interval() {
+        let t0 = Instant::now();
+        let mut cap = OverloadCap::new(2 * MS, 512, t0);
+        cap.served(MS, t0);
+        cap.served(10 * MS, t0 + 100 * MS);
+        assert_eq!(cap.effective(0).0, 384);
+        // Seconds later, a slow first answer starts a new interval and a new base: 50 ms
+        // answers after it are not queueing against the 1 ms of before.
+        let t1 = t0 + 5_000 * MS;
+        assert_eq!(interval(&mut cap, t1, 50 * MS, 50 * MS), 433);
     }
 
     #[test]
     fn the_cap_applies_only_while_shedding_and_not_to_webhook_calls() {
         let t0 = Instant::now();
         let mut cap = OverloadCap::new(2 * MS, 512, t0);
-        for i in 0..=100 {
-            cap.served(50 * MS, t0 + i * MS);
-        }
+        interval(&mut cap, t0, MS, 50 * MS);
         let t1 = t0 + 100 * MS;
-        assert_eq!(cap.effective(t1, 0), 512, "lowered, but nothing shed yet");
+        assert_eq!(
+            cap.effective(0),
+            (384, None),
+            "lowered, but nothing shed yet"
+        );
+        let shared = SharedCap::new(512);
+        shared.publish(cap.effective(0));
+        assert!(!shared.reached(t1, 500, 512), "not shedding");
         cap.shed(t1);
-        assert_eq!(cap.effective(t1 + MS, 0), 384);
-        assert_eq!(
-            cap.effective(t1 + MS, 10),
-            394,
-            "webhook calls do not count"
+        assert_eq!(cap.effective(10), (394, Some(t1 + 100 * MS)));
+        assert_eq!(cap.effective(500).0, 512, "never above the bound");
+        shared.publish(cap.effective(0));
+        assert!(shared.reached(t1 + MS, 384, 512));
+        assert!(!shared.reached(t1 + MS, 383, 512), "under the cap");
+        assert!(shared.reached(t1 + 99 * MS, 511, 512));
+        assert!(
+            !shared.reached(t1 + 101 * MS, 511, 512),
+            "an interval without a shed ends it, though nothing was published since"
         );
-        assert_eq!(cap.effective(t1 + MS, 500), 512, "never above the bound");
-        assert_eq!(cap.effective(t1 + 99 * MS, 0), 384);
-        assert_eq!(
-            cap.effective(t1 + 100 * MS, 0),
-            512,
-            "an interval without a shed ends it"
+        shared.publish(cap.effective(128));
+        assert!(
+            !shared.reached(t1 + MS, 511, 512),
+            "at the bound the door decides"
         );
-        cap.shed(t1 + 150 * MS);
-        assert_eq!(cap.effective(t1 + 200 * MS, 0), 384);
     }
 
     #[test]
     fn a_small_bound_is_its_own_floor_and_zero_target_is_off() {
         let t0 = Instant::now();
         let mut cap = OverloadCap::new(2 * MS, 8, t0);
-        assert_eq!(interval(&mut cap, t0, 5 * MS), 8);
+        assert_eq!(interval(&mut cap, t0, MS, 5 * MS), 8);
         let mut off = OverloadCap::new(Duration::ZERO, 512, t0);
         off.shed(t0);
         for i in 0..1_000 {
-            off.served(50 * MS, t0 + i * MS);
-            off.shed(t0 + i * MS);
+            off.served(if i % 2 == 0 { MS } else { 50 * MS }, t0 + i * MS);
         }
-        assert_eq!(off.effective(t0 + 999 * MS, 0), 512);
+        assert_eq!(off.effective(0), (512, None));
     }
 }
