@@ -475,6 +475,9 @@ async fn write_loop(
     cap: Arc<SharedCap>,
     shared: Arc<Shared>,
 ) {
+    // However the writer ends (a failed write, a peer that does not read, a panic), a reader
+    // waiting for a permit or a door slot is woken and ends too.
+    let _close = CloseOnDrop([permits.clone(), door.clone()]);
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     let server = &shared.config.server;
     let mut overload = OverloadCap::new(
@@ -537,16 +540,10 @@ async fn write_loop(
         }
         match tokio::time::timeout(write_timeout, wr.write_all(&out)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => {
-                permits.close();
-                door.close();
-                return;
-            }
+            Ok(Err(_)) => return,
             Err(_) => {
                 handles().reject(Reject::SlowReader);
                 tracing::info!("closing a connection that does not take its responses");
-                permits.close();
-                door.close();
                 return;
             }
         }
@@ -555,6 +552,17 @@ async fn write_loop(
         door.add_permits(answered[1]);
     }
     let _ = wr.shutdown().await;
+}
+
+/// Closes the connection's semaphores when dropped.
+struct CloseOnDrop([Arc<Semaphore>; 2]);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        for semaphore in &self.0 {
+            semaphore.close();
+        }
+    }
 }
 
 /// What an answer tells the overload cap (`server::overload`).
@@ -590,4 +598,30 @@ fn overload_signal(item: &Outgoing) -> Signal {
 /// Which bound an answer was counted against: 0 in-flight permits, 1 door slots.
 fn slot_of(item: &Outgoing) -> usize {
     usize::from(matches!(item, Outgoing::Door { .. }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_that_ends_in_a_panic_still_wakes_the_reader() {
+        let permits = Arc::new(Semaphore::new(0));
+        let door = Arc::new(Semaphore::new(0));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let guard = CloseOnDrop([permits.clone(), door.clone()]);
+            let writer = tokio::spawn(async move {
+                let _close = guard;
+                panic!("the writer fails");
+            });
+            assert!(writer.await.unwrap_err().is_panic());
+            // The reader's waits end instead of waiting forever.
+            assert!(permits.acquire().await.is_err());
+            assert!(door.acquire().await.is_err());
+        });
+    }
 }
