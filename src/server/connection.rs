@@ -25,7 +25,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Semaphore, TryAcquireError};
+use tokio::sync::{mpsc, Semaphore, SemaphorePermit, TryAcquireError};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
@@ -120,11 +120,11 @@ async fn read_loop(
             } else {
                 frame
             };
-            // While the connection sheds, the door also answers what finds its overload cap
-            // reached (`server::overload`; the cap is the bound otherwise).
             // The request's arrival: when it was read, or when the reader took it after
             // waiting for room.
             let mut arrived = now;
+            // While the connection sheds, the door also answers what finds its overload cap
+            // reached (`server::overload`; the cap is the bound otherwise).
             let in_flight = in_flight_max - permits.available_permits().min(in_flight_max);
             let frame = if cap.reached(now, in_flight, in_flight_max) {
                 match answer_at_door_waiting(frame, &door, &tx, shared, &handles().cap_shed).await {
@@ -277,6 +277,19 @@ fn answer_with_slot(
     let Ok(slot) = door.try_acquire() else {
         return Some(frame);
     };
+    answer_in_slot(slot, frame, tx, shared, shed)
+}
+
+/// Answers a frame at the door in a door slot already taken, which then stays taken until the
+/// writer has written the answer; the frame comes back (and the slot with it) when it is to
+/// take the ordinary path instead.
+fn answer_in_slot(
+    slot: SemaphorePermit<'_>,
+    frame: crate::iso8583::Frame,
+    tx: &mpsc::Sender<Outgoing>,
+    shared: &Shared,
+    shed: &metrics::Counter,
+) -> Option<crate::iso8583::Frame> {
     match answer_at_door(frame, tx, shared, shed) {
         Ok(()) => {
             slot.forget();
@@ -299,13 +312,7 @@ async fn answer_at_door_waiting(
     shed: &metrics::Counter,
 ) -> Result<Option<crate::iso8583::Frame>, ()> {
     let slot = door.acquire().await.map_err(|_| ())?;
-    match answer_at_door(frame, tx, shared, shed) {
-        Ok(()) => {
-            slot.forget();
-            Ok(None)
-        }
-        Err(frame) => Ok(Some(frame)),
-    }
+    Ok(answer_in_slot(slot, frame, tx, shared, shed))
 }
 
 /// Waits for a permit until the connection has been at its bound for `DOOR_AFTER`; from then
@@ -346,13 +353,10 @@ async fn admit_at_bound(
             let Ok(slot) = slot else {
                 return Admit::Closed;
             };
-            match answer_at_door(frame, tx, shared, &handles().door_shed) {
-                Ok(()) => {
-                    slot.forget();
-                    return Admit::Answered;
-                }
-                // Not answerable at the door (the slot goes back): it waits for a permit.
-                Err(frame) => frame,
+            match answer_in_slot(slot, frame, tx, shared, &handles().door_shed) {
+                None => return Admit::Answered,
+                // Not answerable at the door (the slot went back): it waits for a permit.
+                Some(frame) => frame,
             }
         }
     };
@@ -485,10 +489,10 @@ async fn write_loop(
         server.in_flight_per_connection_max,
         Instant::now(),
     );
-    let write_timeout = Duration::from_millis(shared.config.server.write_timeout_ms);
+    let write_timeout = Duration::from_millis(server.write_timeout_ms);
     // Requests waiting for their platform's decision (server/webhook.rs): they keep their
     // permit until their final answer, which comes back through `deferred`, is written.
-    let mut deferred = Deferred::new(shared.config.server.in_flight_per_connection_max);
+    let mut deferred = Deferred::new(server.in_flight_per_connection_max);
     let mut rx_open = true;
     let mut published = (server.in_flight_per_connection_max, None);
     loop {
