@@ -118,6 +118,24 @@ fn flood(iso: SocketAddr, pan: String, acquirer: String) -> Tally {
     tally
 }
 
+/// Reads `count` answers, each of a different STAN and each 00 or 91; returns how many of
+/// each.
+fn read_00_or_91(client: &mut common::Client, count: usize) -> (u64, u64) {
+    let mut answered = std::collections::HashSet::new();
+    let (mut served, mut shed) = (0u64, 0u64);
+    for _ in 0..count {
+        let response = client.recv();
+        let stan = response.stan().unwrap();
+        assert!(answered.insert(stan), "STAN {stan} twice");
+        match de39(&response).as_str() {
+            "00" => served += 1,
+            "91" => shed += 1,
+            other => panic!("STAN {stan} answered {other}"),
+        }
+    }
+    (served, shed)
+}
+
 /// Every counter of a request answered 91 by the overload policy.
 const SHED_COUNTERS: [&str; 6] = [
     "authswitch_shard_overloaded_total",
@@ -386,21 +404,7 @@ fn a_reader_left_behind_by_its_peer_answers_91_at_the_door() {
         pin_thread(0, 1);
         writer.write_all(&burst).unwrap()
     });
-    let mut answered = vec![false; FRAMES];
-    let (mut served, mut shed) = (0u64, 0u64);
-    for _ in 0..FRAMES {
-        let response = client.recv();
-        let stan = response.stan().unwrap() as usize;
-        assert!(
-            !std::mem::replace(&mut answered[stan - 1], true),
-            "STAN {stan} twice"
-        );
-        match de39(&response).as_str() {
-            "00" => served += 1,
-            "91" => shed += 1,
-            other => panic!("STAN {stan} answered {other}"),
-        }
-    }
+    let (served, shed) = read_00_or_91(&mut client, FRAMES);
     send.join().unwrap();
     busy.store(false, Ordering::Relaxed);
     hog.join().unwrap();
@@ -451,20 +455,9 @@ fn offer_and_read(client: &mut common::Client, frames: Vec<Vec<u8>>, spaced: boo
             std::thread::sleep(next.saturating_sub(started.elapsed()));
         }
     });
-    let mut answered = std::collections::HashSet::new();
-    let (mut served, mut shed) = (0u64, 0u64);
-    for _ in 0..sent {
-        let response = client.recv();
-        let stan = response.stan().unwrap();
-        assert!(answered.insert(stan), "STAN {stan} twice");
-        match de39(&response).as_str() {
-            "00" => served += 1,
-            "91" => shed += 1,
-            other => panic!("STAN {stan} answered {other}"),
-        }
-    }
+    let answers = read_00_or_91(client, sent);
     send.join().unwrap();
-    (served, shed)
+    answers
 }
 
 /// Offers one authorization of 1 minor unit a millisecond for 1.5 s on one connection (bound
