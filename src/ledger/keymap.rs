@@ -312,10 +312,21 @@ impl<V: Clone> Table<V> {
     /// each probe starts, so no entry is read or hashed. The old slots are read in order and
     /// the new ones written nearly in order, where rehashing the entries wrote to random
     /// slots of the new index (5.5 % of the windowed decision bench on a shard growing to 9 M
-    /// keys, 2026-12-07).
+    /// keys, 2026-12-07). The old slots are first packed to the front of their own array
+    /// without a branch, so that the placing loop does not mispredict on every other slot
+    /// whether it is empty (half of them are, at a grow): growing took 12.8 ns per insert
+    /// while the decision bench's key index grew from 1 M to 3 M keys, against 20.7 ns with
+    /// a filter (2026-12-07).
     fn grow(&mut self, len: usize) {
+        let mut old = std::mem::take(&mut self.slots);
+        let mut used = 0;
+        for i in 0..old.len() {
+            let slot = old[i];
+            old[used] = slot;
+            used += usize::from(slot.tag != 0);
+        }
         let mut slots = vec![Slot::default(); len];
-        for &slot in self.slots.iter().filter(|s| s.tag != 0) {
+        for &slot in &old[..used] {
             Self::place(&mut slots, slot);
         }
         self.slots = slots;
