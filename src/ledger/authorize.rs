@@ -378,7 +378,8 @@ impl ShardState {
             amount_minor: d.approved_minor,
             held_minor: hold,
             captured_minor: 0,
-            counted_minor: 0,
+            // What `count_new_usage` below counts for it.
+            counted_minor: hold,
             back_in_lineage: 0,
             back_of_cardholder: 0,
             merchant: req.merchant,
@@ -395,9 +396,12 @@ impl ShardState {
         self.keys.insert(req.key, key);
         if hold > 0 {
             self.place_hold(ai, hold);
-            self.count_usage(seq, hold, now_s);
+            let ci = self
+                .card_index(req.card)
+                .expect("authorization of a missing card");
+            self.count_new_usage(ci, req.mcc, hold, now_s);
         }
-        self.outcome_of(seq, 0, ai, false)
+        self.answer(id, &entry, ai, false)
     }
 
     /// The answer for history entry `entry` of authorization `seq`.
@@ -412,15 +416,27 @@ impl ShardState {
         let e = auth
             .entry(entry)
             .expect("outcome of a missing history entry");
+        self.answer(auth.id, e, ai, duplicate)
+    }
+
+    /// The answer for history entry `e` of authorization `id`, on account `ai`.
+    fn answer(
+        &self,
+        id: AuthorizationId,
+        e: &RequestEntry,
+        ai: usize,
+        duplicate: bool,
+    ) -> AuthOutcome {
+        let account = &self.accounts[ai];
         AuthOutcome {
-            authorization: Some(auth.id),
+            authorization: Some(id),
             code: e.code,
             reason: e.reason,
             approved_amount_minor: e.approved_minor,
             approved_merchant_amount_minor: e.approved_merchant_minor,
-            approval_code: e.code.is_approval().then(|| approval_code_for(auth.id)),
-            available_minor: self.accounts[ai].available_minor,
-            currency: Some(self.accounts[ai].currency),
+            approval_code: e.code.is_approval().then(|| approval_code_for(id)),
+            available_minor: account.available_minor,
+            currency: Some(account.currency),
             duplicate,
         }
     }

@@ -69,6 +69,12 @@ impl ShardState {
         let ci = self
             .card_index(card)
             .expect("authorization of a missing card");
+        self.count_new_usage(ci, mcc, amount_minor, now_s);
+    }
+
+    /// Counts `amount_minor` in `mcc` against card `ci`'s and its cardholder's limits, for an
+    /// authorization whose record already counts it (`counted_minor`).
+    pub(crate) fn count_new_usage(&mut self, ci: usize, mcc: u16, amount_minor: i64, now_s: i64) {
         self.with_usages(ci, |limits, usage, spent| {
             usage.record(limits, mcc, amount_minor, now_s, spent)
         });
