@@ -95,8 +95,11 @@ impl Usage {
 
     /// Drops the buckets of limits not in `limits`: they stop counting from here on.
     fn keep_only(&mut self, limits: &[SpendingLimit]) {
-        self.buckets
-            .retain(|b| limits.iter().any(|l| limit_key(l) == b.key));
+        let applies = |b: &Bucket| limits.iter().any(|l| limit_key(l) == b.key);
+        // Nearly always every bucket still applies: look before rewriting the list.
+        if !self.buckets.iter().all(applies) {
+            self.buckets.retain(applies);
+        }
     }
 
     /// Builds the buckets `limits` lack, for the windows containing `now_s`, from `spent`.
