@@ -8,27 +8,10 @@
 //! of 10 000 to 60 000 holds whose key index stays in cache: the decision's own work without
 //! most of the memory misses, and a steadier figure to compare two builds with.
 
-use authswitch::domain::controls::{Interval, SpendingControls, SpendingLimit};
 use authswitch::domain::Currency;
-use authswitch::ledger::testkit::{admin, purchase, Fixture, T0_S};
-use authswitch::ledger::{apply, Command, Outcome, TimeoutDecision, TxnKey, WebhookConfig};
+use authswitch::ledger::testkit::{admin, purchase, set_key_number, three_limits, Fixture, T0_S};
+use authswitch::ledger::{apply, Command, Outcome, TimeoutDecision, WebhookConfig};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-
-fn limits() -> SpendingControls {
-    let limit = |amount_minor, interval| SpendingLimit {
-        amount_minor,
-        interval,
-        categories: vec![],
-    };
-    SpendingControls {
-        spending_limits: vec![
-            limit(900_000_000_000, Interval::Daily),
-            limit(900_000_000_000, Interval::Weekly),
-            limit(900_000_000_000, Interval::Monthly),
-        ],
-        ..Default::default()
-    }
-}
 
 fn bench_authorize(c: &mut Criterion) {
     run(c, "authorize_3_limits", false, BIG);
@@ -86,23 +69,7 @@ fn shard(webhook_elsewhere: bool, prefill: u64) -> Fixture {
     if webhook_elsewhere {
         other_account_webhook(&mut f);
     }
-    let cmd = Command::UpdateCard {
-        card: f.card,
-        status: None,
-        spending_controls: Some(limits()),
-    };
-    admin(&mut f.state, cmd, T0_S);
-    let holder = SpendingControls {
-        blocked_categories: vec![7995],
-        ..Default::default()
-    };
-    let cmd = Command::UpdateCardholder {
-        cardholder: f.cardholder,
-        name: None,
-        status: None,
-        spending_controls: Some(holder),
-    };
-    admin(&mut f.state, cmd, T0_S);
+    three_limits(&mut f);
     let mut cmd = Command::Authorize(purchase(f.card, 0, 1));
     for n in 1..=prefill {
         authorize(&mut f, &mut cmd, n);
@@ -110,18 +77,9 @@ fn shard(webhook_elsewhere: bool, prefill: u64) -> Fixture {
     f
 }
 
-/// Gives `cmd` key `n`.
-fn set_key(cmd: &mut Command, n: u64) {
-    if let Command::Authorize(req) = cmd {
-        let mut k = [0u8; 16];
-        k[..8].copy_from_slice(&n.to_le_bytes());
-        req.key = TxnKey(k);
-    }
-}
-
 /// One approval under key `n`.
 fn authorize(f: &mut Fixture, cmd: &mut Command, n: u64) {
-    set_key(cmd, n);
+    set_key_number(cmd, n);
     apply_approved(f, cmd);
 }
 
@@ -183,7 +141,7 @@ fn run_windows(c: &mut Criterion) {
                 let started = std::time::Instant::now();
                 for cmd in cmds.iter_mut() {
                     n += 1;
-                    set_key(cmd, n);
+                    set_key_number(cmd, n);
                     f.state.warm(cmd);
                 }
                 for cmd in &cmds {

@@ -3,7 +3,7 @@
 
 use super::command::{AuthKind, AuthRequest, Command, MerchantData, Outcome, TxnKey};
 use super::state::{apply, ShardState};
-use crate::domain::controls::{Presence, SpendingControls};
+use crate::domain::controls::{Interval, Presence, SpendingControls, SpendingLimit};
 use crate::domain::{AccountId, CardId, CardStatus, CardholderId, CardholderStatus, Currency};
 
 /// 2024-03-15 12:00:00 UTC, a Friday.
@@ -89,6 +89,52 @@ impl Fixture {
 
     fn state_cards_len(&self) -> usize {
         self.state.cards_for_index().count()
+    }
+}
+
+/// The decision benchmarks' controls: daily, weekly and monthly limits far above what they
+/// spend on the fixture's card, and a blocked category (7995) on its cardholder, so that a
+/// purchase goes through every check and counts against three limits.
+pub fn three_limits(f: &mut Fixture) {
+    let limit = |interval| SpendingLimit {
+        amount_minor: 900_000_000_000,
+        interval,
+        categories: vec![],
+    };
+    let card = SpendingControls {
+        spending_limits: vec![
+            limit(Interval::Daily),
+            limit(Interval::Weekly),
+            limit(Interval::Monthly),
+        ],
+        ..Default::default()
+    };
+    let cmd = Command::UpdateCard {
+        card: f.card,
+        status: None,
+        spending_controls: Some(card),
+    };
+    admin(&mut f.state, cmd, T0_S);
+    let holder = SpendingControls {
+        blocked_categories: vec![7995],
+        ..Default::default()
+    };
+    let cmd = Command::UpdateCardholder {
+        cardholder: f.cardholder,
+        name: None,
+        status: None,
+        spending_controls: Some(holder),
+    };
+    admin(&mut f.state, cmd, T0_S);
+}
+
+/// Gives an authorization command the key numbered `n` (its first 8 bytes), for loops of
+/// millions of distinct keys without deriving each.
+pub fn set_key_number(cmd: &mut Command, n: u64) {
+    if let Command::Authorize(req) = cmd {
+        let mut k = [0u8; 16];
+        k[..8].copy_from_slice(&n.to_le_bytes());
+        req.key = TxnKey(k);
     }
 }
 
