@@ -39,7 +39,7 @@ fn assert_declined(out: &AuthOutcome, reason: DeclineReason, code: &[u8; 2]) {
     assert_eq!(out.reason, Some(reason));
     assert_eq!(&out.code.as_bytes(), code);
     assert_eq!(out.approved_amount_minor, 0);
-    assert_eq!(out.approval_code, None);
+    assert_eq!(out.approval_code(), None);
 }
 
 fn at(y: i64, m: u32, d: u32, h: i64, min: i64, s: i64) -> i64 {
@@ -75,7 +75,7 @@ fn approval_holds_funds_and_records() {
     assert_eq!(out.approved_amount_minor, 2_500);
     assert_eq!(out.approved_merchant_amount_minor, 2_500);
     assert_eq!(out.available_minor, 7_500);
-    assert!(out.approval_code.unwrap().iter().all(u8::is_ascii_digit));
+    assert!(out.approval_code().unwrap().iter().all(u8::is_ascii_digit));
     assert!(!out.duplicate);
     assert_eq!(balance(&f), (7_500, 2_500, 0));
     let q = Query::GetAuthorization(out.authorization.unwrap());
@@ -523,7 +523,7 @@ fn duplicate_gets_original_answer_and_reserves_once() {
     let again = f.auth(&req, T0_S + 5);
     assert!(again.duplicate);
     assert_eq!(again.authorization, first.authorization);
-    assert_eq!(again.approval_code, first.approval_code);
+    assert_eq!(again.approval_code(), first.approval_code());
     assert_eq!(
         (again.code, again.approved_amount_minor),
         (ResponseCode::APPROVED, 4_000)
@@ -613,6 +613,11 @@ fn balance_inquiry_and_account_verification() {
         (ResponseCode::APPROVED, 7_777)
     );
     assert_eq!(out.authorization, None);
+    assert_eq!(
+        out.approval_code(),
+        None,
+        "nothing recorded, nothing to quote"
+    );
     assert_eq!(
         f.state.digest(),
         before,

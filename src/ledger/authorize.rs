@@ -3,9 +3,7 @@
 //! authorization record. Also duplicates (same key) and incremental authorizations.
 
 use super::command::{AuthKind, AuthOutcome, AuthRequest, TxnKey};
-use super::records::{
-    approval_code_for, AuthStatus, Authorization, KeyEntry, RequestEntry, RequestKind,
-};
+use super::records::{AuthStatus, Authorization, KeyEntry, RequestEntry, RequestKind};
 use super::state::ShardState;
 use crate::domain::calendar::month_start_s;
 use crate::domain::controls::{ControlViolation, SpendingLimit};
@@ -127,7 +125,6 @@ pub(crate) fn unrecorded(
         reason: Some(reason),
         approved_amount_minor: 0,
         approved_merchant_amount_minor: 0,
-        approval_code: None,
         available_minor: available,
         currency,
         duplicate: false,
@@ -434,7 +431,6 @@ impl ShardState {
             reason: e.reason,
             approved_amount_minor: e.approved_minor,
             approved_merchant_amount_minor: e.approved_merchant_minor,
-            approval_code: e.code.is_approval().then(|| approval_code_for(id)),
             available_minor: account.available_minor,
             currency: Some(account.currency),
             duplicate,
@@ -465,7 +461,6 @@ impl ShardState {
             reason,
             approved_amount_minor: 0,
             approved_merchant_amount_minor: 0,
-            approval_code: None,
             available_minor: a.available_minor,
             currency: Some(a.currency),
             duplicate: false,

@@ -304,12 +304,20 @@ pub struct AuthOutcome {
     pub approved_amount_minor: i64,
     /// In the merchant currency (DE4 of a partial approval).
     pub approved_merchant_amount_minor: i64,
-    pub approval_code: Option<[u8; 6]>,
     /// Account's available balance after the decision (DE54, balance inquiry).
     pub available_minor: i64,
     pub currency: Option<Currency>,
     /// True when this is the stored answer to an earlier message with the same key.
     pub duplicate: bool,
+}
+
+impl AuthOutcome {
+    /// DE38 of an approval recorded as an authorization: derived from its id, so the shard
+    /// does not compute it and a repeated answer repeats it.
+    pub fn approval_code(&self) -> Option<[u8; 6]> {
+        let id = self.authorization.filter(|_| self.code.is_approval())?;
+        Some(super::records::approval_code_for(id))
+    }
 }
 
 /// Why an admin/ledger command was refused; names the parameter (the admin API maps

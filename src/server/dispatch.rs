@@ -301,7 +301,7 @@ impl WireAnswer {
                 }
                 let de39 = auth.code.as_bytes();
                 let mut answer = WireAnswer::code(de39);
-                answer.approval_code = auth.approval_code;
+                answer.approval_code = auth.approval_code();
                 let currency = auth.currency.map_or(0, |c| c.numeric());
                 if &de39 == b"10" {
                     answer.amount_minor = u64::try_from(auth.approved_merchant_amount_minor).ok();
