@@ -73,6 +73,28 @@ struct Bucket {
     used_minor: i64,
 }
 
+impl Bucket {
+    /// What it has counted in the window starting at `start_s`: nothing if it counts an
+    /// earlier one (it is complete, so nothing was counted in this one yet).
+    fn used_in(&self, start_s: i64) -> i64 {
+        if self.window_start_s == start_s {
+            self.used_minor
+        } else {
+            0
+        }
+    }
+
+    /// Counts `amount_minor` in the window starting at `start_s`.
+    fn count(&mut self, start_s: i64, amount_minor: i64) {
+        if self.window_start_s != start_s {
+            // A new window: what was counted before does not count any more.
+            self.window_start_s = start_s;
+            self.used_minor = 0;
+        }
+        self.used_minor = self.used_minor.saturating_add(amount_minor);
+    }
+}
+
 /// Spend per window for one card (lineage) or cardholder.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
@@ -88,9 +110,20 @@ impl Usage {
     /// no bucket counts it (the records must tell).
     pub fn used_minor(&self, limit: &SpendingLimit, now_s: i64) -> Option<i64> {
         let b = self.bucket(limit_key(limit))?;
-        let current = b.window_start_s == window_start_s(limit.interval, now_s);
-        // A complete bucket of an earlier window: nothing was counted in this one yet.
-        Some(if current { b.used_minor } else { 0 })
+        Some(b.used_in(window_start_s(limit.interval, now_s)))
+    }
+
+    /// True when the buckets are one per limit of `limits`, in their order, as `sync`
+    /// builds them for a list of distinct limits over windows (nearly every list): bucket
+    /// `i` is then limit `i`'s, and none needs dropping. A list with a shape twice, a
+    /// per-authorization limit or a change since takes the general path.
+    fn in_order(&self, limits: &[SpendingLimit]) -> bool {
+        self.buckets.len() == limits.len()
+            && self
+                .buckets
+                .iter()
+                .zip(limits)
+                .all(|(b, l)| b.key == limit_key(l))
     }
 
     /// Drops the buckets of limits not in `limits`: they stop counting from here on.
@@ -136,22 +169,24 @@ impl Usage {
         now_s: i64,
         spent: Spent<'_>,
     ) {
+        if self.in_order(limits) {
+            for (b, limit) in self.buckets.iter_mut().zip(limits) {
+                if limit.covers(mcc) {
+                    b.count(window_start_s(limit.interval, now_s), amount_minor);
+                }
+            }
+            return;
+        }
         self.keep_only(limits);
         for (limit, key) in windowed(limits) {
             if !limit.covers(mcc) {
                 continue;
             }
             let start = window_start_s(limit.interval, now_s);
-            let Some(b) = self.buckets.iter_mut().find(|b| b.key == key) else {
-                self.rebuild(limit, key, now_s, spent);
-                continue;
-            };
-            if b.window_start_s != start {
-                // A new window: what was counted before does not count any more.
-                b.window_start_s = start;
-                b.used_minor = 0;
+            match self.buckets.iter_mut().find(|b| b.key == key) {
+                Some(b) => b.count(start, amount_minor),
+                None => self.rebuild(limit, key, now_s, spent),
             }
-            b.used_minor = b.used_minor.saturating_add(amount_minor);
         }
     }
 
@@ -189,12 +224,20 @@ pub fn headroom_minor(
     spent: Spent<'_>,
 ) -> i64 {
     let mut room = i64::MAX;
-    for limit in limits.iter().filter(|l| l.covers(mcc)) {
+    let in_order = usage.filter(|u| u.in_order(limits));
+    for (i, limit) in limits.iter().enumerate().filter(|(_, l)| l.covers(mcc)) {
         let used = match limit.interval {
             Interval::PerAuthorization => 0,
-            interval => usage
-                .and_then(|u| u.used_minor(limit, now_s))
-                .unwrap_or_else(|| spent(limit, window_start_s(interval, now_s))),
+            interval => {
+                let start = window_start_s(interval, now_s);
+                let counted = match in_order {
+                    Some(u) => Some(u.buckets[i].used_in(start)),
+                    None => usage
+                        .and_then(|u| u.bucket(limit_key(limit)))
+                        .map(|b| b.used_in(start)),
+                };
+                counted.unwrap_or_else(|| spent(limit, start))
+            }
         };
         room = room.min((limit.amount_minor - used).max(0));
     }
@@ -240,6 +283,54 @@ mod tests {
 
     fn room(u: &Usage, r: &Records, limits: &[SpendingLimit], t: i64, mcc: u16) -> i64 {
         headroom_minor(limits, Some(u), mcc, t, &|l, from| r.spent(l, from))
+    }
+
+    /// Buckets one per limit in the list's order take the fast path (`in_order`); the same
+    /// limits listed in another order, or with a shape twice, take the general one. Both
+    /// count and answer alike, across a window's end.
+    #[test]
+    fn buckets_in_the_limits_order_or_not_count_the_same() {
+        let daily = lim(10_000, Interval::Daily, vec![]);
+        let weekly = lim(25_000, Interval::Weekly, vec![]);
+        let groceries = lim(4_000, Interval::Daily, vec![5411]);
+        let lists = [
+            vec![daily.clone(), weekly.clone(), groceries.clone()],
+            vec![groceries.clone(), daily.clone(), weekly.clone()],
+            vec![
+                daily.clone(),
+                weekly.clone(),
+                groceries.clone(),
+                daily.clone(),
+            ],
+        ];
+        // 2024-03-15 (a Friday) 10:00 UTC, then the next day.
+        let t = 1_710_496_800;
+        let (mut u, r) = (Usage::default(), Records::default());
+        u.sync(&lists[0], t, &|l, from| r.spent(l, from));
+        assert!(u.in_order(&lists[0]));
+        for (n, limits) in lists.iter().enumerate() {
+            assert_eq!(u.in_order(limits), n == 0, "list {n}");
+        }
+        let mut rooms = Vec::new();
+        for (step, (dt, mcc, amount)) in [(0, 5411, 1_500), (60, 5812, 3_000), (86_400, 5411, 800)]
+            .into_iter()
+            .enumerate()
+        {
+            // Each step counts through one of the lists, then every list answers.
+            let limits = &lists[step % lists.len()];
+            approve(&mut u, &r, limits, t + dt, mcc, amount);
+            let answers: Vec<_> = lists
+                .iter()
+                .map(|l| (room(&u, &r, l, t + dt, 5411), room(&u, &r, l, t + dt, 5812)))
+                .collect();
+            assert!(
+                answers.iter().all(|a| *a == answers[0]),
+                "step {step}: {answers:?}"
+            );
+            rooms.push(answers[0]);
+        }
+        // Daily 10 000 (all), weekly 25 000 (all), daily 4 000 in groceries (5411).
+        assert_eq!(rooms, [(2_500, 8_500), (2_500, 5_500), (3_200, 9_200)]);
     }
 
     #[test]
