@@ -3,6 +3,7 @@
 //! authorization record. Also duplicates (same key) and incremental authorizations.
 
 use super::command::{AuthKind, AuthOutcome, AuthRequest, TxnKey};
+use super::keymap::Vacant;
 use super::records::{AuthStatus, Authorization, KeyEntry, RequestEntry, RequestKind};
 use super::state::ShardState;
 use crate::domain::calendar::month_start_s;
@@ -143,11 +144,11 @@ impl ShardState {
                 self.incremental(ci, ai, req, orig, now_s)
             }
             None => {
-                let (ai, d) = match self.decide_new(req, now_s) {
+                let (ai, d, vacant) = match self.decide_new(req, now_s) {
                     Ok(decided) => decided,
                     Err(answer) => return answer,
                 };
-                let out = self.record_new(ai, req, &d, RequestKind::Authorization, now_s);
+                let out = self.record_new(ai, req, &d, vacant, RequestKind::Authorization, now_s);
                 self.apply_early_reversal(req, &out, now_s);
                 out
             }
@@ -174,12 +175,12 @@ impl ShardState {
         &self,
         req: &AuthRequest,
         now_s: i64,
-    ) -> Result<(usize, Decision), AuthOutcome> {
+    ) -> Result<(usize, Decision, Vacant), AuthOutcome> {
         self.keys.warm(&req.key);
         let (ci, ai) = self.card_of(req, now_s)?;
         let d = self.evaluate(ci, ai, req, now_s, false);
-        self.admit(ai, req)?;
-        Ok((ai, d))
+        let vacant = self.admit(ai, req)?;
+        Ok((ai, d, vacant))
     }
 
     /// The card (14 if unknown) and its account's index; balance inquiries are answered here.
@@ -195,15 +196,17 @@ impl ShardState {
     }
 
     /// Duplicates of a seen key (their first answer, or 94), and room for a new record (91).
-    fn admit(&self, ai: usize, req: &AuthRequest) -> Result<(), AuthOutcome> {
-        if let Some(e) = self.keys.get(&req.key).copied() {
-            return Err(self.duplicate_outcome(e, req.content_hash, ai));
-        }
+    /// A new key's place in the key index comes back for the record that follows.
+    fn admit(&self, ai: usize, req: &AuthRequest) -> Result<Vacant, AuthOutcome> {
+        let vacant = match self.keys.get_or_vacant(&req.key) {
+            Ok(e) => return Err(self.duplicate_outcome(*e, req.content_hash, ai)),
+            Err(vacant) => vacant,
+        };
         if !self.auth_room() || !self.txn_room() {
             let a = &self.accounts[ai];
             return Err(shard_full(a.currency, a.available_minor));
         }
-        Ok(())
+        Ok(vacant)
     }
 
     /// Card, cardholder and account checks shared by every request kind.
@@ -336,6 +339,7 @@ impl ShardState {
         ai: usize,
         req: &AuthRequest,
         d: &Decision,
+        vacant: Vacant,
         kind: RequestKind,
         now_s: i64,
     ) -> AuthOutcome {
@@ -390,7 +394,7 @@ impl ShardState {
             content_hash: req.content_hash,
             entry: 0,
         };
-        self.keys.insert(req.key, key);
+        self.keys.insert_vacant(vacant, key);
         if hold > 0 {
             self.place_hold(ai, hold);
             let ci = self

@@ -342,6 +342,13 @@ impl<V: Clone> Table<V> {
         if let Some((_, i)) = self.find(&key, hash) {
             return Some(std::mem::replace(&mut self.entries.at_mut(i).1, value));
         }
+        self.insert_absent(key, hash, value);
+        None
+    }
+
+    /// Inserts a key known to be absent (and an index that exists).
+    #[inline]
+    fn insert_absent(&mut self, key: TxnKey, hash: u64, value: V) {
         assert!(self.entries.len() < TABLE_ENTRIES_MAX, "key segment full");
         // At most half full: an absent key's probe ends within a slot or two.
         if (self.entries.len() + 1) * 2 > self.slots.len() {
@@ -349,7 +356,6 @@ impl<V: Clone> Table<V> {
         }
         Self::place(&mut self.slots, Slot::new(hash, self.entries.len()));
         self.entries.push((key, value));
-        None
     }
 
     fn remove(&mut self, key: &TxnKey, hash: u64) -> Option<V> {
@@ -406,6 +412,14 @@ impl<V: Clone> Table<V> {
     }
 }
 
+/// A key `KeyMap::get_or_vacant` did not find, with its hash and the map's size then.
+#[derive(Clone, Copy, Debug)]
+pub struct Vacant {
+    key: TxnKey,
+    hash: u64,
+    len: usize,
+}
+
 /// A map from `TxnKey` with the API the ledger uses of `HashMap`. `Clone` is deep; `share`
 /// is the cheap copy.
 #[derive(Clone)]
@@ -437,6 +451,37 @@ impl<V: Clone> KeyMap<V> {
         }
         let hash = hash_of(key);
         self.segments[segment_of(hash)].get(key, hash)
+    }
+
+    /// `get`, and when the key is absent, what `insert_vacant` needs to add it without
+    /// looking again: the ledger checks every new request's key for a duplicate first.
+    #[inline]
+    pub fn get_or_vacant(&self, key: &TxnKey) -> Result<&V, Vacant> {
+        let hash = hash_of(key);
+        let vacant = Vacant {
+            key: *key,
+            hash,
+            len: self.len,
+        };
+        if self.len == 0 {
+            return Err(vacant);
+        }
+        self.segments[segment_of(hash)].get(key, hash).ok_or(vacant)
+    }
+
+    /// Inserts the key `get_or_vacant` found absent, without looking for it again. Nothing
+    /// may insert or remove a key in between (the ledger's paths do not): a map whose size
+    /// changed since, or a segment without an index (a snapshot copy's), gets a plain
+    /// `insert` instead.
+    pub fn insert_vacant(&mut self, vacant: Vacant, value: V) {
+        let segment = &mut self.segments[segment_of(vacant.hash)];
+        if vacant.len != self.len || segment.slots.is_empty() {
+            self.insert(vacant.key, value);
+            return;
+        }
+        debug_assert!(segment.find(&vacant.key, vacant.hash).is_none());
+        segment.insert_absent(vacant.key, vacant.hash, value);
+        self.len += 1;
     }
 
     /// Reads ahead the index slot where a lookup of `key` starts, and the line where its
@@ -560,6 +605,31 @@ impl<'de, V: Deserialize<'de> + Clone> Deserialize<'de> for KeyMap<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key found vacant is inserted without a second lookup; a vacancy the map moved on
+    /// from (another insert came first), or one in a snapshot copy, is inserted the plain way,
+    /// never twice.
+    #[test]
+    fn a_vacant_key_is_inserted_once() {
+        let mut map: KeyMap<u64> = KeyMap::default();
+        let empty = map.get_or_vacant(&key(1)).expect_err("empty map");
+        map.insert_vacant(empty, 1);
+        for n in 2..5_000 {
+            let vacant = map.get_or_vacant(&key(n)).expect_err("new key");
+            map.insert_vacant(vacant, n);
+        }
+        assert_eq!(map.get_or_vacant(&key(4_321)).ok(), Some(&4_321));
+        let stale = map.get_or_vacant(&key(9_000)).expect_err("new key");
+        map.insert(key(9_000), 1);
+        map.insert_vacant(stale, 2);
+        assert_eq!((map.get(&key(9_000)), map.len()), (Some(&2), 5_000));
+        let mut copy = map.share();
+        let vacant = copy.get_or_vacant(&key(9_001)).expect_err("new key");
+        copy.insert_vacant(vacant, 3);
+        assert_eq!((copy.get(&key(9_001)), copy.len()), (Some(&3), 5_001));
+        super::model_tests::check_index(&map.segments[segment_of(hash_of(&key(9_000)))]);
+        assert!((1..5_000).all(|n| map.get(&key(n)) == Some(&n)));
+    }
 
     fn key(n: u64) -> TxnKey {
         let mut k = [0u8; 16];

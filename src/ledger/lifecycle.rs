@@ -67,9 +67,10 @@ impl ShardState {
         if available.checked_sub(amount).is_none() {
             return unrecorded(DeclineReason::InvalidAmount, Some(currency), available);
         }
-        if let Some(e) = self.keys.get(&req.key).copied() {
-            return self.advise_existing(e.auth_seq, ai, req, amount, now_s);
-        }
+        let vacant = match self.keys.get_or_vacant(&req.key) {
+            Ok(e) => return self.advise_existing(e.auth_seq, ai, req, amount, now_s),
+            Err(vacant) => vacant,
+        };
         if !self.auth_room() {
             return shard_full(currency, available);
         }
@@ -80,7 +81,7 @@ impl ShardState {
             code: ResponseCode::APPROVED,
             reason: None,
         };
-        let out = self.record_new(ai, req, &d, RequestKind::Advice, now_s);
+        let out = self.record_new(ai, req, &d, vacant, RequestKind::Advice, now_s);
         self.mark_overdrawn(ai);
         self.apply_early_reversal(req, &out, now_s);
         out
@@ -254,11 +255,11 @@ impl ShardState {
 
     /// 0200: decided like an authorization, captured at once when approved.
     pub(crate) fn financial(&mut self, req: &AuthRequest, now_s: i64) -> AuthOutcome {
-        let (ai, d) = match self.decide_new(req, now_s) {
+        let (ai, d, vacant) = match self.decide_new(req, now_s) {
             Ok(decided) => decided,
             Err(answer) => return answer,
         };
-        let out = self.record_new(ai, req, &d, RequestKind::Financial, now_s);
+        let out = self.record_new(ai, req, &d, vacant, RequestKind::Financial, now_s);
         let captures = kind_holds(req.kind) || req.kind == AuthKind::Refund;
         if let Some(id) = out.authorization.filter(|_| d.approved() && captures) {
             self.capture_seq(id.seq(), d.approved_minor, true, now_s);
