@@ -264,7 +264,11 @@ impl ShardState {
         let mut room = headroom_minor(self.card_limits(ci), usage, mcc, now_s, &spent);
         let chi = card.cardholder.seq() as usize;
         let holder = &self.cardholders[chi];
-        if let Some(c) = &holder.controls {
+        if let Some(c) = holder
+            .controls
+            .as_ref()
+            .filter(|c| !c.spending_limits.is_empty())
+        {
             let spent = |l: &SpendingLimit, from_s| self.cardholder_spent(chi, l, from_s);
             let usage = holder.usage.as_deref();
             room = room.min(headroom_minor(

@@ -172,15 +172,22 @@ impl ShardState {
         f: &mut impl FnMut(&[SpendingLimit], &mut Usage, Spent<'_>),
     ) {
         let root = self.cards[ci].usage_root.seq() as usize;
+        if self.card_limits(ci).is_empty() {
+            // Nothing counts: only a usage left from limits since removed is dropped (a
+            // plain read otherwise, which takes no chunk back from a snapshot).
+            if self.cards[root].usage.is_some() {
+                self.cards[root].usage = None;
+            }
+            return;
+        }
         // Take the usage out so the limits and the records can stay borrowed.
         let mut usage = self.cards[root].usage.take();
-        let limits = self.card_limits(ci);
-        if limits.is_empty() {
-            usage = None;
-        } else {
-            let spent = |l: &SpendingLimit, from_s| self.lineage_spent(root, l, from_s);
-            f(limits, usage.get_or_insert_with(Box::default), &spent);
-        }
+        let spent = |l: &SpendingLimit, from_s| self.lineage_spent(root, l, from_s);
+        f(
+            self.card_limits(ci),
+            usage.get_or_insert_with(Box::default),
+            &spent,
+        );
         self.cards[root].usage = usage;
     }
 
@@ -190,17 +197,23 @@ impl ShardState {
         chi: usize,
         f: &mut impl FnMut(&[SpendingLimit], &mut Usage, Spent<'_>),
     ) {
-        let mut usage = self.cardholders[chi].usage.take();
-        match &self.cardholders[chi].controls {
-            Some(c) if !c.spending_limits.is_empty() => {
-                let spent = |l: &SpendingLimit, from_s| self.cardholder_spent(chi, l, from_s);
-                f(
-                    &c.spending_limits,
-                    usage.get_or_insert_with(Box::default),
-                    &spent,
-                );
+        let has_limits = matches!(&self.cardholders[chi].controls,
+            Some(c) if !c.spending_limits.is_empty());
+        if !has_limits {
+            // As for a card without limits.
+            if self.cardholders[chi].usage.is_some() {
+                self.cardholders[chi].usage = None;
             }
-            _ => usage = None,
+            return;
+        }
+        let mut usage = self.cardholders[chi].usage.take();
+        if let Some(c) = &self.cardholders[chi].controls {
+            let spent = |l: &SpendingLimit, from_s| self.cardholder_spent(chi, l, from_s);
+            f(
+                &c.spending_limits,
+                usage.get_or_insert_with(Box::default),
+                &spent,
+            );
         }
         self.cardholders[chi].usage = usage;
     }
