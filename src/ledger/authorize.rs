@@ -393,11 +393,7 @@ impl ShardState {
             history_dropped: 0,
             transactions: Box::default(),
         });
-        let key = KeyEntry {
-            auth_seq: seq,
-            content_hash: req.content_hash,
-            entry: 0,
-        };
+        let key = KeyEntry::new(seq, 0, req.content_hash);
         self.keys.insert_vacant(vacant, key);
         if hold > 0 {
             self.place_hold(ai, hold);
@@ -448,7 +444,7 @@ impl ShardState {
     /// A message whose key was seen: the original answer again if the content is the same,
     /// 94 if it is not. Nothing changes either way.
     fn duplicate_outcome(&self, e: KeyEntry, content_hash: u64, ai: usize) -> AuthOutcome {
-        if e.content_hash != content_hash {
+        if e.content_hash() != content_hash {
             let a = &self.accounts[ai];
             return unrecorded(
                 DeclineReason::DuplicateMismatch,
@@ -456,7 +452,7 @@ impl ShardState {
                 a.available_minor,
             );
         }
-        self.outcome_of(e.auth_seq, e.entry, ai, true)
+        self.outcome_of(e.auth_seq(), e.entry(), ai, true)
     }
 
     /// Balance inquiry: card checks only; answers the available balance, records nothing.
@@ -486,7 +482,7 @@ impl ShardState {
         orig: TxnKey,
         now_s: i64,
     ) -> AuthOutcome {
-        let target = self.keys.get(&orig).map(|e| e.auth_seq).filter(|&s| {
+        let target = self.keys.get(&orig).map(|e| e.auth_seq()).filter(|&s| {
             self.auth(s).is_some_and(|a| {
                 a.card == req.card
                     && a.status == AuthStatus::Pending
@@ -520,11 +516,7 @@ impl ShardState {
             self.place_hold(ai, d.approved_minor);
             self.count_usage(seq, d.approved_minor, now_s);
         }
-        let key = KeyEntry {
-            auth_seq: seq,
-            content_hash: req.content_hash,
-            entry: idx,
-        };
+        let key = KeyEntry::new(seq, idx, req.content_hash);
         self.keys.insert(req.key, key);
         self.outcome_of(seq, idx, ai, false)
     }

@@ -84,7 +84,7 @@ impl ShardState {
             "purge of an authorization that holds funds"
         );
         for e in a.history() {
-            if self.keys.get(&e.key).is_some_and(|k| k.auth_seq == seq) {
+            if self.keys.get(&e.key).is_some_and(|k| k.auth_seq() == seq) {
                 self.keys.remove(&e.key);
             }
         }

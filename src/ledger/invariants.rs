@@ -26,8 +26,8 @@ impl ShardState {
         }
         for k in self.keys.values() {
             let ok = self
-                .auth(k.auth_seq)
-                .is_some_and(|a| a.entry(k.entry).is_some());
+                .auth(k.auth_seq())
+                .is_some_and(|a| a.entry(k.entry()).is_some());
             if !ok {
                 return Err(InvariantViolation::DanglingKey);
             }

@@ -43,7 +43,7 @@ use super::state::KeyHasher;
 pub const SEGMENTS: usize = 256;
 
 /// Entries per chunk of a segment's entries: what a segment's first insert after a snapshot
-/// copies (256 keys of 40 bytes with a `KeyEntry`: 10 KiB).
+/// copies (256 keys of 32 bytes with a `KeyEntry`: 8 KiB).
 pub const ENTRY_CHUNK: usize = 256;
 
 /// One segment's entries and their slot index.
@@ -247,11 +247,12 @@ impl<V: Clone> Table<V> {
     /// be written to: a new key's insert writes both. Without the second, an insert into a
     /// segment whose last line is new waits for that line, since 256 segments appending in
     /// turn are too many streams for the hardware to read ahead (4 % of the windowed
-    /// decision bench, 2026-12-07). An entry is 40 bytes, so half of them straddle two
-    /// lines: both its first and its last byte's lines are asked for (asking for the first
-    /// only, the windowed bench took 11-15 % longer, 2026-12-07). On x86_64 prefetch instructions,
-    /// which do not wait for the lines (a batch of them overlap); elsewhere a plain read of
-    /// the slot.
+    /// decision bench, 2026-12-07). An entry may straddle two lines (it was 40 bytes, and
+    /// at 32 a chunk that malloc puts 16 bytes past a line still has every other one
+    /// across), so both its first and its last byte's lines are asked for (asking for the
+    /// first only, with 40-byte entries the windowed bench took 11-15 % longer,
+    /// 2026-12-07). On x86_64 prefetch instructions, which do not wait for the lines (a
+    /// batch of them overlap); elsewhere a plain read of the slot.
     fn warm(&self, hash: u64) {
         if let Some(slot) = self.slots.get(home_of(tag_of(hash), self.mask())) {
             #[cfg(target_arch = "x86_64")]

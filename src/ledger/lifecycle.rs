@@ -68,7 +68,7 @@ impl ShardState {
             return unrecorded(DeclineReason::InvalidAmount, Some(currency), available);
         }
         let vacant = match self.keys.get_or_vacant(&req.key) {
-            Ok(e) => return self.advise_existing(e.auth_seq, ai, req, amount, now_s),
+            Ok(e) => return self.advise_existing(e.auth_seq(), ai, req, amount, now_s),
             Err(vacant) => vacant,
         };
         if !self.auth_room() {
@@ -146,7 +146,7 @@ impl ShardState {
     pub(crate) fn reverse(&mut self, req: &ReversalRequest, now_s: i64) -> Outcome {
         if req.key != req.original {
             if let Some(e) = self.keys.get(&req.key) {
-                let id = self.auth(e.auth_seq).map(|a| a.id);
+                let id = self.auth(e.auth_seq()).map(|a| a.id);
                 return Outcome::Reversed {
                     authorization: id,
                     released_minor: 0,
@@ -154,7 +154,7 @@ impl ShardState {
                 };
             }
         }
-        let found = self.keys.get(&req.original).map(|e| e.auth_seq);
+        let found = self.keys.get(&req.original).map(|e| e.auth_seq());
         let Some(seq) = found.filter(|&s| self.auth(s).is_some_and(|a| a.card == req.card)) else {
             self.remember_early_reversal(req, now_s);
             return Outcome::Reversed {
@@ -171,11 +171,7 @@ impl ShardState {
             let idx = a.push_entry(e);
             if let Some(idx) = idx.filter(|_| req.key != req.original && self.keys.len() < KEYS_MAX)
             {
-                let k = KeyEntry {
-                    auth_seq: seq,
-                    content_hash: 0,
-                    entry: idx,
-                };
+                let k = KeyEntry::new(seq, idx, 0);
                 self.keys.insert(req.key, k);
             }
         }

@@ -189,7 +189,7 @@ impl ShardState {
     /// network is told to try again (91) and nothing changes.
     fn duplicate_of_awaiting(&self, req: &AuthRequest) -> Option<super::command::AuthOutcome> {
         let e = self.keys.get(&req.key)?;
-        if e.content_hash != req.content_hash || !self.awaiting.contains_key(&e.auth_seq) {
+        if e.content_hash() != req.content_hash || !self.awaiting.contains_key(&e.auth_seq()) {
             return None;
         }
         let ci = self.card_index(req.card)?;
@@ -345,7 +345,7 @@ impl ShardState {
     /// funds when the decision came) and points the request's key at it, so retransmissions
     /// get the final answer. Returns the entry's index (`None` when the history was full).
     fn record_platform_entry(&mut self, seq: u64, entry: RequestEntry, live: bool) -> Option<u16> {
-        let content_hash = self.keys.get(&entry.key).map_or(0, |k| k.content_hash);
+        let content_hash = self.keys.get(&entry.key).map_or(0, |k| k.content_hash());
         let auth = self.auth_mut(seq).expect("the caller looked it up");
         auth.updated_s = entry.created_s;
         if live {
@@ -360,11 +360,7 @@ impl ShardState {
         // A full history keeps the key on the first answer (cannot happen for a fresh
         // authorization, whose history has room for many entries).
         let idx = auth.push_entry(entry)?;
-        let key = KeyEntry {
-            auth_seq: seq,
-            content_hash,
-            entry: idx,
-        };
+        let key = KeyEntry::new(seq, idx, content_hash);
         self.keys.insert(entry.key, key);
         Some(idx)
     }

@@ -3,6 +3,7 @@
 //! (captures, refunds, force captures).
 
 use super::command::{AuthKind, MerchantData, TxnKey};
+use crate::domain::ids::{ID_SEQ_BITS, ID_SEQ_MAX};
 use crate::domain::{AuthorizationId, CardId, DeclineReason, ResponseCode, TransactionId};
 use serde::{Deserialize, Serialize};
 
@@ -174,12 +175,74 @@ pub fn approval_code_for(id: AuthorizationId) -> [u8; 6] {
 
 /// Where a transaction key points: the authorization and the history entry of the message
 /// that carried it, plus that message's content hash (to tell a retransmission from a
-/// different message reusing the key).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// different message reusing the key). 16 bytes, since the key index holds one per key: the
+/// authorization's sequence (48 bits, as in its id) and the entry share a word, so an index
+/// entry with its key is 32 bytes, half a cache line, instead of 40. Serialized as the three
+/// fields, as it was before it was packed.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "KeyEntryFields", try_from = "KeyEntryFields")]
 pub struct KeyEntry {
-    pub auth_seq: u64,
-    pub content_hash: u64,
-    pub entry: u16,
+    /// The entry in the top 16 bits, the sequence below.
+    seq_entry: u64,
+    content_hash: u64,
+}
+
+impl KeyEntry {
+    /// Entry `entry` of authorization `auth_seq` (which fits in 48 bits, as every id does).
+    pub fn new(auth_seq: u64, entry: u16, content_hash: u64) -> Self {
+        assert!(auth_seq <= ID_SEQ_MAX, "authorization sequence overflow");
+        KeyEntry {
+            seq_entry: (u64::from(entry) << ID_SEQ_BITS) | auth_seq,
+            content_hash,
+        }
+    }
+
+    pub fn auth_seq(self) -> u64 {
+        self.seq_entry & ID_SEQ_MAX
+    }
+
+    pub fn entry(self) -> u16 {
+        (self.seq_entry >> ID_SEQ_BITS) as u16
+    }
+
+    pub fn content_hash(self) -> u64 {
+        self.content_hash
+    }
+}
+
+impl std::fmt::Debug for KeyEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        KeyEntryFields::from(*self).fmt(f)
+    }
+}
+
+/// `KeyEntry` as it is serialized.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename = "KeyEntry")]
+struct KeyEntryFields {
+    auth_seq: u64,
+    content_hash: u64,
+    entry: u16,
+}
+
+impl From<KeyEntry> for KeyEntryFields {
+    fn from(k: KeyEntry) -> Self {
+        KeyEntryFields {
+            auth_seq: k.auth_seq(),
+            content_hash: k.content_hash,
+            entry: k.entry(),
+        }
+    }
+}
+
+impl TryFrom<KeyEntryFields> for KeyEntry {
+    type Error = &'static str;
+    fn try_from(k: KeyEntryFields) -> Result<Self, Self::Error> {
+        if k.auth_seq > ID_SEQ_MAX {
+            return Err("key entry: authorization sequence beyond 48 bits");
+        }
+        Ok(KeyEntry::new(k.auth_seq, k.entry, k.content_hash))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +271,42 @@ pub struct Transaction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A packed key entry keeps its three fields, to the largest of each, and encodes as the
+    /// three fields did before it was packed (snapshots and digests do not change); one
+    /// whose sequence does not fit in an id is refused when read.
+    #[test]
+    fn a_key_entry_is_packed_and_encoded_as_its_fields() {
+        #[derive(Serialize, Deserialize)]
+        struct Unpacked {
+            auth_seq: u64,
+            content_hash: u64,
+            entry: u16,
+        }
+        for (seq, entry, hash) in [(0, 0, 0), (7, 3, 99), (ID_SEQ_MAX, u16::MAX, u64::MAX)] {
+            let k = KeyEntry::new(seq, entry, hash);
+            assert_eq!(
+                (k.auth_seq(), k.entry(), k.content_hash()),
+                (seq, entry, hash)
+            );
+            let bytes = postcard::to_allocvec(&k).unwrap();
+            let fields = Unpacked {
+                auth_seq: seq,
+                content_hash: hash,
+                entry,
+            };
+            assert_eq!(bytes, postcard::to_allocvec(&fields).unwrap());
+            assert_eq!(postcard::from_bytes::<KeyEntry>(&bytes).unwrap(), k);
+        }
+        let too_far = Unpacked {
+            auth_seq: ID_SEQ_MAX + 1,
+            content_hash: 0,
+            entry: 0,
+        };
+        let bytes = postcard::to_allocvec(&too_far).unwrap();
+        assert!(postcard::from_bytes::<KeyEntry>(&bytes).is_err());
+        assert_eq!(std::mem::size_of::<KeyEntry>(), 16);
+    }
 
     #[test]
     fn approval_codes_are_six_digits_and_stable() {
