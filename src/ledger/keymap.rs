@@ -413,12 +413,13 @@ impl<V: Clone> Table<V> {
     }
 }
 
-/// A key `KeyMap::get_or_vacant` did not find, with its hash and the map's size then.
+/// A key `KeyMap::get_or_vacant` did not find, with its hash and the map's count of
+/// changes then.
 #[derive(Clone, Copy, Debug)]
 pub struct Vacant {
     key: TxnKey,
     hash: u64,
-    len: usize,
+    changes: u64,
 }
 
 /// A map from `TxnKey` with the API the ledger uses of `HashMap`. `Clone` is deep; `share`
@@ -427,6 +428,9 @@ pub struct Vacant {
 pub struct KeyMap<V> {
     segments: Box<[Table<V>]>,
     len: usize,
+    /// Keys inserted or removed so far (and retains): a `Vacant` taken before one of them
+    /// is stale.
+    changes: u64,
 }
 
 impl<V> Default for KeyMap<V> {
@@ -434,6 +438,7 @@ impl<V> Default for KeyMap<V> {
         KeyMap {
             segments: (0..SEGMENTS).map(|_| Table::default()).collect(),
             len: 0,
+            changes: 0,
         }
     }
 }
@@ -462,7 +467,7 @@ impl<V: Clone> KeyMap<V> {
         let vacant = Vacant {
             key: *key,
             hash,
-            len: self.len,
+            changes: self.changes,
         };
         if self.len == 0 {
             return Err(vacant);
@@ -470,19 +475,19 @@ impl<V: Clone> KeyMap<V> {
         self.segments[segment_of(hash)].get(key, hash).ok_or(vacant)
     }
 
-    /// Inserts the key `get_or_vacant` found absent, without looking for it again. Nothing
-    /// may insert or remove a key in between (the ledger's paths do not): a map whose size
-    /// changed since, or a segment without an index (a snapshot copy's), gets a plain
-    /// `insert` instead.
+    /// Inserts the key this map's `get_or_vacant` found absent, without looking for it
+    /// again. A map that inserted or removed a key since (the ledger's paths do not), or a
+    /// segment without an index (a snapshot copy's), gets a plain `insert` instead.
     pub fn insert_vacant(&mut self, vacant: Vacant, value: V) {
         let segment = &mut self.segments[segment_of(vacant.hash)];
-        if vacant.len != self.len || segment.slots.is_empty() {
+        if vacant.changes != self.changes || segment.slots.is_empty() {
             self.insert(vacant.key, value);
             return;
         }
         debug_assert!(segment.find(&vacant.key, vacant.hash).is_none());
         segment.insert_absent(vacant.key, vacant.hash, value);
         self.len += 1;
+        self.changes += 1;
     }
 
     /// Reads ahead the index slot where a lookup of `key` starts, and the line where its
@@ -511,6 +516,7 @@ impl<V: Clone> KeyMap<V> {
         KeyMap {
             segments: self.segments.iter_mut().map(Table::share).collect(),
             len: self.len,
+            changes: self.changes,
         }
     }
 
@@ -524,6 +530,7 @@ impl<V: Clone> KeyMap<V> {
         let old = self.segment_mut(hash).insert(key, hash, value);
         if old.is_none() {
             self.len += 1;
+            self.changes += 1;
         }
         old
     }
@@ -536,6 +543,7 @@ impl<V: Clone> KeyMap<V> {
         }
         self.segment_mut(hash).insert(key, hash, make());
         self.len += 1;
+        self.changes += 1;
         true
     }
 
@@ -546,6 +554,7 @@ impl<V: Clone> KeyMap<V> {
         let old = self.segment_mut(hash).remove(key, hash);
         if old.is_some() {
             self.len -= 1;
+            self.changes += 1;
         }
         old
     }
@@ -560,6 +569,7 @@ impl<V: Clone> KeyMap<V> {
             }
         }
         self.len = len;
+        self.changes += 1;
     }
 }
 
@@ -624,10 +634,17 @@ mod tests {
         map.insert(key(9_000), 1);
         map.insert_vacant(stale, 2);
         assert_eq!((map.get(&key(9_000)), map.len()), (Some(&2), 5_000));
+        // The size is back where it was, but the map moved on: still a plain insert.
+        let stale = map.get_or_vacant(&key(9_002)).expect_err("new key");
+        map.insert(key(9_002), 1);
+        map.remove(&key(1));
+        map.insert_vacant(stale, 4);
+        map.insert(key(1), 1);
+        assert_eq!((map.get(&key(9_002)), map.len()), (Some(&4), 5_001));
         let mut copy = map.share();
         let vacant = copy.get_or_vacant(&key(9_001)).expect_err("new key");
         copy.insert_vacant(vacant, 3);
-        assert_eq!((copy.get(&key(9_001)), copy.len()), (Some(&3), 5_001));
+        assert_eq!((copy.get(&key(9_001)), copy.len()), (Some(&3), 5_002));
         super::model_tests::check_index(&map.segments[segment_of(hash_of(&key(9_000)))]);
         assert!((1..5_000).all(|n| map.get(&key(n)) == Some(&n)));
     }
