@@ -109,8 +109,12 @@ impl Usage {
     /// Approved spend counted by `limit` in the window containing `now_s`, or `None` when
     /// no bucket counts it (the records must tell).
     pub fn used_minor(&self, limit: &SpendingLimit, now_s: i64) -> Option<i64> {
-        let b = self.bucket(limit_key(limit))?;
-        Some(b.used_in(window_start_s(limit.interval, now_s)))
+        self.used_in(limit, window_start_s(limit.interval, now_s))
+    }
+
+    /// `used_minor` for the window starting at `start_s`.
+    fn used_in(&self, limit: &SpendingLimit, start_s: i64) -> Option<i64> {
+        Some(self.bucket(limit_key(limit))?.used_in(start_s))
     }
 
     /// True when the buckets are one per limit of `limits`, in their order, as `sync`
@@ -232,9 +236,7 @@ pub fn headroom_minor(
                 let start = window_start_s(interval, now_s);
                 let counted = match in_order {
                     Some(u) => Some(u.buckets[i].used_in(start)),
-                    None => usage
-                        .and_then(|u| u.bucket(limit_key(limit)))
-                        .map(|b| b.used_in(start)),
+                    None => usage.and_then(|u| u.used_in(limit, start)),
                 };
                 counted.unwrap_or_else(|| spent(limit, start))
             }

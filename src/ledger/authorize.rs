@@ -263,21 +263,11 @@ impl ShardState {
         let spent = |l: &SpendingLimit, from_s| self.lineage_spent(ri, l, from_s);
         let mut room = headroom_minor(self.card_limits(ci), usage, mcc, now_s, &spent);
         let chi = card.cardholder.seq() as usize;
-        let holder = &self.cardholders[chi];
-        if let Some(c) = holder
-            .controls
-            .as_ref()
-            .filter(|c| !c.spending_limits.is_empty())
-        {
+        let limits = self.cardholder_limits(chi);
+        if !limits.is_empty() {
             let spent = |l: &SpendingLimit, from_s| self.cardholder_spent(chi, l, from_s);
-            let usage = holder.usage.as_deref();
-            room = room.min(headroom_minor(
-                &c.spending_limits,
-                usage,
-                mcc,
-                now_s,
-                &spent,
-            ));
+            let usage = self.cardholders[chi].usage.as_deref();
+            room = room.min(headroom_minor(limits, usage, mcc, now_s, &spent));
         }
         room
     }

@@ -16,6 +16,14 @@ impl ShardState {
         }
     }
 
+    /// A cardholder's own limits (none unless it has controls with limits).
+    pub(crate) fn cardholder_limits(&self, chi: usize) -> &[SpendingLimit] {
+        match &self.cardholders[chi].controls {
+            Some(c) => &c.spending_limits,
+            None => &[],
+        }
+    }
+
     /// Moves `amount_minor` from available to held. The caller has checked the funds (or,
     /// for an advice, deliberately not).
     pub(crate) fn place_hold(&mut self, ai: usize, amount_minor: i64) {
@@ -197,9 +205,7 @@ impl ShardState {
         chi: usize,
         f: &mut impl FnMut(&[SpendingLimit], &mut Usage, Spent<'_>),
     ) {
-        let has_limits = matches!(&self.cardholders[chi].controls,
-            Some(c) if !c.spending_limits.is_empty());
-        if !has_limits {
+        if self.cardholder_limits(chi).is_empty() {
             // As for a card without limits.
             if self.cardholders[chi].usage.is_some() {
                 self.cardholders[chi].usage = None;
@@ -207,14 +213,12 @@ impl ShardState {
             return;
         }
         let mut usage = self.cardholders[chi].usage.take();
-        if let Some(c) = &self.cardholders[chi].controls {
-            let spent = |l: &SpendingLimit, from_s| self.cardholder_spent(chi, l, from_s);
-            f(
-                &c.spending_limits,
-                usage.get_or_insert_with(Box::default),
-                &spent,
-            );
-        }
+        let spent = |l: &SpendingLimit, from_s| self.cardholder_spent(chi, l, from_s);
+        f(
+            self.cardholder_limits(chi),
+            usage.get_or_insert_with(Box::default),
+            &spent,
+        );
         self.cardholders[chi].usage = usage;
     }
 }
