@@ -9,9 +9,11 @@
 //! most of the memory misses, and a steadier figure to compare two builds with.
 
 use authswitch::domain::Currency;
-use authswitch::ledger::testkit::{admin, purchase, set_key_number, three_limits, Fixture, T0_S};
-use authswitch::ledger::{apply, Command, Outcome, TimeoutDecision, WebhookConfig};
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use authswitch::ledger::testkit::{
+    admin, apply_approved, purchase, set_key_number, three_limits, Fixture, T0_S,
+};
+use authswitch::ledger::{Command, Outcome, TimeoutDecision, WebhookConfig};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn bench_authorize(c: &mut Criterion) {
     run(c, "authorize_3_limits", false, BIG);
@@ -81,12 +83,6 @@ fn shard(webhook_elsewhere: bool, prefill: u64) -> Fixture {
 fn authorize(f: &mut Fixture, cmd: &mut Command, n: u64) {
     set_key_number(cmd, n);
     apply_approved(f, cmd);
-}
-
-fn apply_approved(f: &mut Fixture, cmd: &Command) {
-    let out = apply(&mut f.state, black_box(cmd), T0_S);
-    assert!(matches!(out, Outcome::Authorization(ref a) if a.code.is_approval()));
-    black_box(out);
 }
 
 fn run(c: &mut Criterion, name: &str, webhook_elsewhere: bool, size: Size) {

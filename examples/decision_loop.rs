@@ -4,9 +4,10 @@
 //! not move with the machine's noise, to compare two builds of the decision path with. It
 //! says nothing about memory stalls, which the criterion benches measure.
 
-use authswitch::ledger::testkit::{purchase, set_key_number, three_limits, Fixture, T0_S};
-use authswitch::ledger::{apply, Command, Outcome};
-use std::hint::black_box;
+use authswitch::ledger::testkit::{
+    apply_approved, purchase, set_key_number, three_limits, Fixture,
+};
+use authswitch::ledger::Command;
 
 /// Authorizations decided before `decide` runs, so that it decides on a shard in use.
 const PREFILL: u64 = 10_000;
@@ -15,9 +16,7 @@ const DECISIONS: u64 = 100_000;
 
 fn approve(f: &mut Fixture, cmd: &mut Command, n: u64) {
     set_key_number(cmd, n);
-    let out = apply(&mut f.state, black_box(cmd), T0_S);
-    assert!(matches!(out, Outcome::Authorization(ref a) if a.code.is_approval()));
-    black_box(out);
+    apply_approved(f, cmd);
 }
 
 /// What callgrind counts (`--toggle-collect=decision_loop::decide`).

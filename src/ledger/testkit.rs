@@ -138,6 +138,14 @@ pub fn set_key_number(cmd: &mut Command, n: u64) {
     }
 }
 
+/// Applies an authorization at `T0_S` that must be approved, out of the optimizer's sight
+/// (benchmarks: the loop's work is not discarded).
+pub fn apply_approved(f: &mut Fixture, cmd: &Command) {
+    let out = apply(&mut f.state, std::hint::black_box(cmd), T0_S);
+    assert!(matches!(out, Outcome::Authorization(ref a) if a.code.is_approval()));
+    std::hint::black_box(out);
+}
+
 /// A usd purchase of `amount_minor` on `card`, key derived from `n`.
 pub fn purchase(card: CardId, n: u32, amount_minor: i64) -> AuthRequest {
     AuthRequest {
