@@ -600,6 +600,40 @@ fn txn_key_normalises_acquirer_zeros() {
     assert_ne!(a, TxnKey::derive(b"1234560", 7, b"0315120000"));
 }
 
+/// The key is the first 16 bytes of BLAKE3 over the acquirer's length (u32 LE), the acquirer
+/// without leading zeros, the STAN (u32 LE) and DE7: keys are in the WAL and snapshots, so
+/// this stays as it is, for short ids (hashed in one block) and long ones (fed in parts).
+#[test]
+fn txn_key_is_the_hash_of_its_parts() {
+    use authswitch::ledger::TxnKey;
+    let reference = |acquirer: &[u8], stan: u32, time: &[u8; 10]| {
+        let mut h = blake3::Hasher::new();
+        h.update(&(acquirer.len() as u32).to_le_bytes());
+        h.update(acquirer);
+        h.update(&stan.to_le_bytes());
+        h.update(time);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        out
+    };
+    let long = [b'7'; 50];
+    for (acquirer, stripped) in [
+        (&b"123456"[..], &b"123456"[..]),
+        (b"00000123456", b"123456"),
+        (b"", b""),
+        (b"000", b""),
+        (b"12345678901", b"12345678901"),
+        (&long[..], &long[..]),
+    ] {
+        assert_eq!(
+            TxnKey::derive(acquirer, 987_654, b"1207141500").0,
+            reference(stripped, 987_654, b"1207141500"),
+            "{} bytes",
+            acquirer.len()
+        );
+    }
+}
+
 #[test]
 fn balance_inquiry_and_account_verification() {
     let mut f = Fixture::new(7_777);

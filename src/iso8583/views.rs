@@ -20,6 +20,17 @@ pub fn parse_digits(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() {
         return None;
     }
+    // Up to 19 digits cannot overflow: no check per digit, one for them all at the end.
+    if digits.len() <= 19 {
+        let mut value = 0u64;
+        let mut bad = false;
+        for &c in digits {
+            let digit = c.wrapping_sub(b'0');
+            bad |= digit > 9;
+            value = value.wrapping_mul(10).wrapping_add(u64::from(digit));
+        }
+        return (!bad).then_some(value);
+    }
     digits.iter().try_fold(0u64, |acc, &c| {
         if !c.is_ascii_digit() {
             return None;
@@ -586,6 +597,32 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Digits parse exactly up to `u64::MAX` (20 digits) and not past it; anything but a digit,
+    /// anywhere, is `None`.
+    #[test]
+    fn parse_digits_at_its_edges() {
+        assert_eq!(parse_digits(b""), None);
+        assert_eq!(parse_digits(b"0"), Some(0));
+        assert_eq!(parse_digits(b"000000001250"), Some(1_250));
+        assert_eq!(
+            parse_digits(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
+        assert_eq!(parse_digits(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_digits(b"18446744073709551616"), None);
+        assert_eq!(parse_digits(b"00000000000000000001250"), Some(1_250));
+        for bad in [
+            &b"12a4"[..],
+            b"/",
+            b":",
+            b"1 ",
+            b" 1",
+            b"123456789012345678x",
+        ] {
+            assert_eq!(parse_digits(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn pan_masks_and_checks_luhn() {

@@ -29,14 +29,30 @@ impl TxnKey {
             .position(|&b| b != b'0')
             .unwrap_or(acquirer_id.len());
         let acquirer = &acquirer_id[start..];
-        let mut h = blake3::Hasher::new();
-        // Length-prefix the variable part so no two inputs concatenate to the same bytes.
-        h.update(&(acquirer.len() as u32).to_le_bytes());
-        h.update(acquirer);
-        h.update(&stan.to_le_bytes());
-        h.update(transmission_time);
+        // The hash of: the acquirer's length (so no two inputs concatenate to the same
+        // bytes), the acquirer, the STAN and the time. Laid out in one buffer and hashed in
+        // one call when it fits a BLAKE3 block, as it does for every DE32 (at most 11
+        // digits): the same hash as feeding the parts one by one, which longer ids do.
+        let len = (acquirer.len() as u32).to_le_bytes();
+        let parts: [&[u8]; 4] = [&len, acquirer, &stan.to_le_bytes(), transmission_time];
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let hash = if total <= 64 {
+            let mut block = [0u8; 64];
+            let mut at = 0;
+            for part in parts {
+                block[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+            blake3::hash(&block[..total])
+        } else {
+            let mut h = blake3::Hasher::new();
+            parts.iter().for_each(|part| {
+                h.update(part);
+            });
+            h.finalize()
+        };
         let mut out = [0u8; 16];
-        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        out.copy_from_slice(&hash.as_bytes()[..16]);
         Self(out)
     }
 }
