@@ -20,6 +20,34 @@ fn message(fields: &[(u8, &[u8])], charset: Charset) -> Message {
 
 const CHARSETS: [Charset; 3] = [Charset::Ascii, Charset::Bcd, Charset::Ebcdic];
 
+/// DE7's digits come back as sent in every charset, the same ten digits as the parsed time's
+/// number (what the transaction key hashes); none without DE7. And the fields of a message
+/// with both bitmaps come out in order, on either side of DE64/DE65.
+#[test]
+fn transmission_time_digits_and_field_order() {
+    for charset in CHARSETS {
+        let msg = message(
+            &[
+                (7, b"1207141500"),
+                (11, b"000123"),
+                (64, b"00000000"),
+                (70, b"301"),
+            ],
+            charset,
+        );
+        assert_eq!(msg.transmission_time_digits(), Some(*b"1207141500"));
+        assert_eq!(msg.transmission_time().unwrap().as_number(), 1_207_141_500);
+        assert_eq!(
+            msg.fields().collect::<Vec<_>>(),
+            [7, 11, 64, 70],
+            "{charset:?}"
+        );
+        let msg = message(&[(2, b"4242424242424242"), (128, b"00000000")], charset);
+        assert_eq!(msg.transmission_time_digits(), None);
+        assert_eq!(msg.fields().collect::<Vec<_>>(), [2, 128], "{charset:?}");
+    }
+}
+
 #[test]
 fn card_acceptor_accepts_shorter_values() {
     // DE43 is fixed 40 on the wire; senders leave sub-fields blank or lowercase the country.

@@ -84,16 +84,20 @@ pub(crate) fn field_bit(field: u8) -> u128 {
     1u128 << (128 - field as u32)
 }
 
-/// Present fields of a bitmap in ascending order, DE1 (the secondary bitmap) excluded.
+/// Present fields of a bitmap in ascending order, DE1 (the secondary bitmap) excluded. Walks
+/// the bitmap as its two 64-bit halves: a shift of a `u128` by a variable amount is a
+/// sequence of instructions, of a `u64` one.
 #[derive(Clone, Debug)]
 pub struct FieldIter {
-    rest: u128,
+    /// Fields 1-64 (field 1 is the most significant bit), then 65-128.
+    halves: [u64; 2],
 }
 
 impl FieldIter {
     pub(crate) fn new(bitmap: u128) -> FieldIter {
+        let bitmap = bitmap & !field_bit(1);
         FieldIter {
-            rest: bitmap & !field_bit(1),
+            halves: [(bitmap >> 64) as u64, bitmap as u64],
         }
     }
 }
@@ -102,12 +106,16 @@ impl Iterator for FieldIter {
     type Item = u8;
 
     fn next(&mut self) -> Option<u8> {
-        if self.rest == 0 {
+        let (half, base) = if self.halves[0] != 0 {
+            (&mut self.halves[0], 1)
+        } else if self.halves[1] != 0 {
+            (&mut self.halves[1], 65)
+        } else {
             return None;
-        }
-        let field = self.rest.leading_zeros() as u8 + 1;
-        self.rest &= !field_bit(field);
-        Some(field)
+        };
+        let skip = half.leading_zeros();
+        *half &= !((1u64 << 63) >> skip);
+        Some(base + skip as u8)
     }
 }
 

@@ -443,6 +443,14 @@ impl Message {
         self.with_value(7, TransmissionTime::from_digits)
     }
 
+    /// DE7's ten digits as sent (`MMDDhhmmss`), when `transmission_time` reads it.
+    pub fn transmission_time_digits(&self) -> Option<[u8; 10]> {
+        self.with_value(7, |d| {
+            let digits: [u8; 10] = d.get(..10)?.try_into().ok()?;
+            digits.iter().all(u8::is_ascii_digit).then_some(digits)
+        })
+    }
+
     /// DE12.
     pub fn local_time(&self) -> Option<LocalTime> {
         self.with_value(12, |d| {

@@ -63,8 +63,9 @@ fn own_key(msg: &Message) -> Option<TxnKey> {
     let stan = msg.stan()?;
     let acquirer = msg.acquirer_id();
     let acquirer = acquirer.as_ref().map(|a| a.as_bytes()).unwrap_or_default();
-    let time = msg.transmission_time().map_or(0, |t| t.as_number());
-    Some(TxnKey::derive(acquirer, stan, &ten_digits(time)))
+    // DE7's digits as they came (ten_digits(as_number) of the parsed time gives the same).
+    let time = msg.transmission_time_digits().unwrap_or([b'0'; 10]);
+    Some(TxnKey::derive(acquirer, stan, &time))
 }
 
 /// The identity of the original transaction named in DE90.
