@@ -245,7 +245,7 @@ pub fn run(
         let now_s = unix_now_s();
         let mut batch = BatchBuilder::new(&wal, next_lsn);
         let mut take = |batch: &mut BatchBuilder<'_>, job: Job, state: &mut ShardState| {
-            let now = Instant::now();
+            let now = batch.clock;
             if matches!(job.reply, Reply::Wire { .. }) {
                 queue_wait.record(now.saturating_duration_since(job.queued));
                 if shedder.shed(job.queued, now) {
@@ -254,7 +254,7 @@ pub fn run(
                     return;
                 }
             }
-            batch.take(job, now, state, now_s, &mut payload);
+            batch.take(job, state, now_s, &mut payload);
         };
         if let Some(job) = first {
             window.push(job);
@@ -281,6 +281,7 @@ pub fn run(
                         }
                     }
                 }
+                batch.clock = Instant::now();
                 for job in window.drain(..) {
                     take(&mut batch, job, &mut state);
                 }
@@ -303,7 +304,8 @@ pub fn run(
                 queued: Instant::now(),
                 deadline: Instant::now() + Duration::from_secs(3600),
             };
-            batch.take(job, Instant::now(), &mut state, now_s, &mut payload);
+            batch.clock = Instant::now();
+            batch.take(job, &mut state, now_s, &mut payload);
         }
         stats.queue_depth.store(jobs.len(), Ordering::Relaxed);
         let written = batch.records();
@@ -335,6 +337,10 @@ struct BatchBuilder<'w> {
     first_lsn: u64,
     next_lsn: u64,
     jobs: usize,
+    /// The shard's clock while it takes a window of jobs: read when it starts the window and
+    /// after each command, so that one reading per job serves the queue wait, the shedding
+    /// and the deadline of the next job and the duration of the last.
+    clock: Instant,
 }
 
 impl<'w> BatchBuilder<'w> {
@@ -347,6 +353,7 @@ impl<'w> BatchBuilder<'w> {
             first_lsn: next_lsn,
             next_lsn,
             jobs: 0,
+            clock: Instant::now(),
         }
     }
 
@@ -354,22 +361,15 @@ impl<'w> BatchBuilder<'w> {
         self.next_lsn - self.first_lsn
     }
 
-    /// Decides one job: answers it at once when it cannot be decided, else applies it and
-    /// queues its answer behind the batch.
-    fn take(
-        &mut self,
-        job: Job,
-        now: Instant,
-        state: &mut ShardState,
-        now_s: i64,
-        payload: &mut Vec<u8>,
-    ) {
+    /// Decides one job at `self.clock`: answers it at once when it cannot be decided, else
+    /// applies it, encodes its WAL record and queues its answer behind the batch.
+    fn take(&mut self, job: Job, state: &mut ShardState, now_s: i64, payload: &mut Vec<u8>) {
         self.jobs += 1;
         if self.wal.failed().is_some() {
             job.reply.send(Err(Failure::Storage));
             return;
         }
-        if now > job.deadline {
+        if self.clock > job.deadline {
             metrics::counter!(crate::metrics::DEADLINE_MISSED_TOTAL).increment(1);
             job.reply.send(Err(Failure::Deadline));
             return;
@@ -385,9 +385,7 @@ impl<'w> BatchBuilder<'w> {
                 })
             }
             Work::Command(command) => {
-                let started = Instant::now();
                 let outcome = apply(state, command, now_s);
-                self.decision_seconds.record(started.elapsed());
                 if command.mutates() {
                     payload.clear();
                     encode_command(payload, now_s, command);
@@ -399,6 +397,9 @@ impl<'w> BatchBuilder<'w> {
                     );
                     self.next_lsn += 1;
                 }
+                let done = Instant::now();
+                self.decision_seconds.record(done - self.clock);
+                self.clock = done;
                 Answer::Outcome(outcome)
             }
         };
