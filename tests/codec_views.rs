@@ -134,3 +134,49 @@ fn views_refuse_values_they_cannot_represent() {
     assert_eq!(empty.stan(), None);
     assert_eq!(empty.fields().count(), 0);
 }
+
+/// A message decoded into the box of an earlier one (the connection's pool) reads only its
+/// own fields: none of the earlier message's, whatever it had; a body that fails to decode
+/// leaves it empty.
+#[test]
+fn decode_into_a_used_message_keeps_nothing_of_it() {
+    let format = WireFormat::default();
+    let mut builder = MessageBuilder::new(Mti::new(100));
+    builder
+        .set_text(2, b"4242424242424242")
+        .set_text(3, b"000000")
+        .set_text(4, b"000000001250")
+        .set_text(43, &[b'A'; 40])
+        .set_text(128, b"00000000");
+    let mut out = BytesMut::new();
+    builder.encode(&format, &mut out).unwrap();
+    let big = out.split().freeze();
+    let mut builder = MessageBuilder::new(Mti::new(800));
+    builder.set_text(11, b"000123").set_text(70, b"301");
+    builder.encode(&format, &mut out).unwrap();
+    let small = out.split().freeze();
+
+    let mut message = Message::decode_boxed(big.clone(), &format).unwrap();
+    message.decode_into(small.clone(), &format).unwrap();
+    assert_eq!(message.mti(), Mti::new(800));
+    assert_eq!(message.fields().collect::<Vec<_>>(), [11, 70]);
+    assert_eq!(
+        (message.raw(11), message.raw(70)),
+        (Some(&b"000123"[..]), Some(&b"301"[..]))
+    );
+    for field in [2, 3, 4, 43, 128] {
+        assert_eq!(
+            (message.has(field), message.raw(field)),
+            (false, None),
+            "DE{field}"
+        );
+    }
+    assert_eq!(message.body(), &small);
+
+    assert!(message.decode_into(big.slice(..10), &format).is_err());
+    assert_eq!(message.fields().count(), 0);
+    assert!(message.body().is_empty());
+    message.decode_into(big.clone(), &format).unwrap();
+    assert_eq!(message.raw(4), Some(&b"000000001250"[..]));
+    assert_eq!(message.fields().collect::<Vec<_>>(), [2, 3, 4, 43, 128]);
+}

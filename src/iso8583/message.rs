@@ -145,11 +145,28 @@ impl Message {
             bitmap: 0,
             spans: [Span::default(); FIELD_NUMBER_MAX as usize + 1],
         });
-        let (mti, bitmap) = decode_spans(&body, format, &mut message.spans)?;
-        message.body = body;
-        message.mti = mti;
-        message.bitmap = bitmap;
+        message.decode_into(body, format)?;
         Ok(message)
+    }
+
+    /// Decodes `body` into this message, whatever it held: a message's allocation reused
+    /// for the next (`server::connection`'s pool). Only the spans of the fields present are
+    /// written; the others are never read, since every read checks the bitmap. On an error
+    /// the message is left empty (no field, no body).
+    pub fn decode_into(&mut self, body: Bytes, format: &WireFormat) -> Result<(), DecodeError> {
+        self.clear();
+        self.charset = format.charset;
+        let (mti, bitmap) = decode_spans(&body, format, &mut self.spans)?;
+        self.body = body;
+        self.mti = mti;
+        self.bitmap = bitmap;
+        Ok(())
+    }
+
+    /// Drops the body (the buffer it shares with the connection's reads) and every field.
+    pub fn clear(&mut self) {
+        self.body = Bytes::new();
+        self.bitmap = 0;
     }
 
     pub fn mti(&self) -> Mti {

@@ -48,6 +48,44 @@ const WRITE_COALESCE_MAX: usize = 256;
 const DOOR_AFTER: Duration = crate::ledger::shard::SHED_INTERVAL;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
+/// Decoded-message boxes a connection keeps for reuse (`MessagePool`).
+const POOLED_MESSAGES_MAX: usize = 256;
+
+/// Boxes of decoded requests, handed back by the writer once their answers are written and
+/// reused by the reader for the next requests. A boxed `Message` (about 1 KiB, its field
+/// table) is larger than what glibc serves from its per-thread cache, so a new one for
+/// every request took malloc's slower path, and its free another on the writer's side.
+/// A bounded lock-free queue: at most `POOLED_MESSAGES_MAX` boxes wait (their bodies
+/// released), beyond that they are freed, and an empty pool means a new box.
+struct MessagePool {
+    tx: crossbeam_channel::Sender<Box<Message>>,
+    rx: crossbeam_channel::Receiver<Box<Message>>,
+}
+
+impl MessagePool {
+    fn new(max: usize) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(max);
+        MessagePool { tx, rx }
+    }
+
+    /// Decodes `body` into a pooled box, or a new one when none waits.
+    fn decode(
+        &self,
+        body: bytes::Bytes,
+        wire: &crate::iso8583::WireFormat,
+    ) -> Result<Box<Message>, crate::iso8583::DecodeError> {
+        match self.rx.try_recv() {
+            Ok(mut message) => message.decode_into(body, wire).map(|()| message),
+            Err(_) => Message::decode_boxed(body, wire),
+        }
+    }
+
+    /// Takes back a request's box once its answer is encoded.
+    fn give(&self, mut message: Box<Message>) {
+        message.clear();
+        let _ = self.tx.try_send(message);
+    }
+}
 
 pub async fn serve(socket: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) {
     let _ = socket.set_nodelay(true);
@@ -60,14 +98,16 @@ pub async fn serve(socket: TcpStream, shared: Arc<Shared>, shutdown: Cancellatio
     let door = Arc::new(Semaphore::new(in_flight_max));
     // The overload cap (`server::overload`): set by the writer, applied by the reader.
     let cap = Arc::new(SharedCap::new(in_flight_max));
+    let pool = Arc::new(MessagePool::new(POOLED_MESSAGES_MAX.min(in_flight_max)));
     let writer = tokio::spawn(write_loop(
         wr,
         rx,
         [permits.clone(), door.clone()],
         cap.clone(),
+        pool.clone(),
         shared.clone(),
     ));
-    let end = read_loop(rd, tx, [permits, door], &cap, &shared, shutdown).await;
+    let end = read_loop(rd, tx, [permits, door], &cap, &pool, &shared, shutdown).await;
     tracing::debug!(?peer, reason = end, "connection reader finished");
     // The writer ends once every request read has been answered (all senders dropped).
     let _ = writer.await;
@@ -78,6 +118,7 @@ async fn read_loop(
     tx: mpsc::Sender<Outgoing>,
     [permits, door]: [Arc<Semaphore>; 2],
     cap: &SharedCap,
+    pool: &MessagePool,
     shared: &Shared,
     shutdown: CancellationToken,
 ) -> &'static str {
@@ -165,7 +206,7 @@ async fn read_loop(
                     }
                 }
             };
-            match take_frame(frame, arrived, &tx, shared) {
+            match take_frame(frame, arrived, &tx, pool, shared) {
                 Ok(true) => {}
                 Ok(false) => permits.add_permits(1),
                 Err(end) => {
@@ -419,10 +460,11 @@ fn take_frame(
     frame: crate::iso8583::Frame,
     arrived: Instant,
     tx: &mpsc::Sender<Outgoing>,
+    pool: &MessagePool,
     shared: &Shared,
 ) -> Result<bool, &'static str> {
     let wire = &shared.config.wire;
-    let request = match Message::decode_boxed(frame.body.clone(), wire) {
+    let request = match pool.decode(frame.body.clone(), wire) {
         Ok(message) => message,
         Err(error) => {
             let Some((mti, stan)) = peek_mti_stan(&frame.body, wire) else {
@@ -477,6 +519,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Outgoing>,
     [permits, door]: [Arc<Semaphore>; 2],
     cap: Arc<SharedCap>,
+    pool: Arc<MessagePool>,
     shared: Arc<Shared>,
 ) {
     // However the writer ends (a failed write, a peer that does not read, a panic), a reader
@@ -522,7 +565,8 @@ async fn write_loop(
                 _ => {}
             }
             let slot = slot_of(&item);
-            answered[slot] += usize::from(deferred.encode(item, &shared, &mut out));
+            let recycle = |message| pool.give(message);
+            answered[slot] += usize::from(deferred.encode(item, &shared, &mut out, recycle));
             taken += 1;
             if taken < WRITE_COALESCE_MAX {
                 next = match rx.try_recv() {

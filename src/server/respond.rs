@@ -22,13 +22,21 @@ const ECHO_FIELDS: [u8; 12] = [2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49];
 const ECHO_REVERSAL: [u8; 2] = [90, 95];
 const ECHO_NETWORK: [u8; 1] = [70];
 
-pub fn encode(item: Outgoing, shared: &Shared, out: &mut BytesMut) {
+/// Appends the answer of `item` to `out`; hands the request's box to `recycle` once done
+/// with it.
+pub fn encode(
+    item: Outgoing,
+    shared: &Shared,
+    out: &mut BytesMut,
+    recycle: impl FnOnce(Box<Message>),
+) {
     match item {
         Outgoing::Encoded(frame) => out.extend_from_slice(&frame),
         Outgoing::Local { ctx, de39 } | Outgoing::Door { ctx, de39 } => {
             let answer = WireAnswer::code(de39);
             write_response(&ctx.request, ctx.tpdu, &answer, shared, out);
             record(&ctx.request, ctx.arrived, de39);
+            recycle(ctx.request);
         }
         Outgoing::Decided { ctx, answer } => {
             let decided = matches!(answer, Ok(Answer::Outcome(_)));
@@ -43,6 +51,7 @@ pub fn encode(item: Outgoing, shared: &Shared, out: &mut BytesMut) {
             if decided {
                 handles().decided_request_seconds.record(elapsed);
             }
+            recycle(ctx.request);
         }
     }
 }

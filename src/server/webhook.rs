@@ -28,6 +28,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::domain::Currency;
+use crate::iso8583::Message;
 use crate::ledger::shard::{Answer, Outgoing, WireCtx};
 use crate::ledger::{Command, Outcome, PlatformCall, PlatformResult, WebhookConfig};
 use crate::server::respond;
@@ -274,7 +275,13 @@ impl Deferred {
 
     /// Encodes `item` into `out`, or starts its webhook call. True when it was answered (its
     /// permit may be returned once `out` is written).
-    pub fn encode(&mut self, item: Outgoing, shared: &Arc<Shared>, out: &mut BytesMut) -> bool {
+    pub fn encode(
+        &mut self,
+        item: Outgoing,
+        shared: &Arc<Shared>,
+        out: &mut BytesMut,
+        recycle: impl FnOnce(Box<Message>),
+    ) -> bool {
         match item {
             Outgoing::Decided {
                 ctx,
@@ -286,7 +293,7 @@ impl Deferred {
                 false
             }
             item => {
-                respond::encode(item, shared, out);
+                respond::encode(item, shared, out, recycle);
                 true
             }
         }
