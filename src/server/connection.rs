@@ -52,7 +52,7 @@ const READ_CHUNK: usize = 16 * 1024;
 const POOLED_MESSAGES_MAX: usize = 256;
 
 /// Boxes of decoded requests, handed back by the writer once their answers are written and
-/// reused by the reader for the next requests. A boxed `Message` (about 1 KiB, its field
+/// reused by the reader for the next requests (served or answered at the door). A boxed `Message` (about 1 KiB, its field
 /// table) is larger than what glibc serves from its per-thread cache, so a new one for
 /// every request took malloc's slower path, and its free another on the writer's side.
 /// A bounded lock-free queue: at most `POOLED_MESSAGES_MAX` boxes wait (their bodies
@@ -154,7 +154,7 @@ async fn read_loop(
             }
             let now = Instant::now();
             let frame = if shed_read {
-                match answer_with_slot(frame, &door, &tx, shared, &handles().backlog_shed) {
+                match answer_with_slot(frame, &door, &tx, pool, shared, &handles().backlog_shed) {
                     Some(frame) => frame,
                     None => continue,
                 }
@@ -168,7 +168,9 @@ async fn read_loop(
             // reached (`server::overload`; the cap is the bound otherwise).
             let in_flight = in_flight_max - permits.available_permits().min(in_flight_max);
             let frame = if cap.reached(now, in_flight, in_flight_max) {
-                match answer_at_door_waiting(frame, &door, &tx, shared, &handles().cap_shed).await {
+                match answer_at_door_waiting(frame, &door, &tx, pool, shared, &handles().cap_shed)
+                    .await
+                {
                     Ok(Some(frame)) => {
                         arrived = Instant::now();
                         frame
@@ -194,8 +196,16 @@ async fn read_loop(
                 }
                 Err(TryAcquireError::Closed) => return "closed",
                 Err(TryAcquireError::NoPermits) => {
-                    match admit_at_bound(frame, &permits, &door, &mut at_bound_since, &tx, shared)
-                        .await
+                    match admit_at_bound(
+                        frame,
+                        &permits,
+                        &door,
+                        &mut at_bound_since,
+                        &tx,
+                        pool,
+                        shared,
+                    )
+                    .await
                     {
                         Admit::Take(frame) => {
                             arrived = Instant::now();
@@ -312,13 +322,14 @@ fn answer_with_slot(
     frame: crate::iso8583::Frame,
     door: &Semaphore,
     tx: &mpsc::Sender<Outgoing>,
+    pool: &MessagePool,
     shared: &Shared,
     shed: &metrics::Counter,
 ) -> Option<crate::iso8583::Frame> {
     let Ok(slot) = door.try_acquire() else {
         return Some(frame);
     };
-    answer_in_slot(slot, frame, tx, shared, shed)
+    answer_in_slot(slot, frame, tx, pool, shared, shed)
 }
 
 /// Answers a frame at the door in a door slot already taken, which then stays taken until the
@@ -328,10 +339,11 @@ fn answer_in_slot(
     slot: SemaphorePermit<'_>,
     frame: crate::iso8583::Frame,
     tx: &mpsc::Sender<Outgoing>,
+    pool: &MessagePool,
     shared: &Shared,
     shed: &metrics::Counter,
 ) -> Option<crate::iso8583::Frame> {
-    match answer_at_door(frame, tx, shared, shed) {
+    match answer_at_door(frame, tx, pool, shared, shed) {
         Ok(()) => {
             slot.forget();
             None
@@ -349,11 +361,12 @@ async fn answer_at_door_waiting(
     frame: crate::iso8583::Frame,
     door: &Semaphore,
     tx: &mpsc::Sender<Outgoing>,
+    pool: &MessagePool,
     shared: &Shared,
     shed: &metrics::Counter,
 ) -> Result<Option<crate::iso8583::Frame>, ()> {
     let slot = door.acquire().await.map_err(|_| ())?;
-    Ok(answer_in_slot(slot, frame, tx, shared, shed))
+    Ok(answer_in_slot(slot, frame, tx, pool, shared, shed))
 }
 
 /// Waits for a permit until the connection has been at its bound for `DOOR_AFTER`; from then
@@ -367,6 +380,7 @@ async fn admit_at_bound(
     door: &Semaphore,
     at_bound_since: &mut Option<Instant>,
     tx: &mpsc::Sender<Outgoing>,
+    pool: &MessagePool,
     shared: &Shared,
 ) -> Admit {
     let since = *at_bound_since.get_or_insert_with(Instant::now);
@@ -394,7 +408,7 @@ async fn admit_at_bound(
             let Ok(slot) = slot else {
                 return Admit::Closed;
             };
-            match answer_in_slot(slot, frame, tx, shared, &handles().door_shed) {
+            match answer_in_slot(slot, frame, tx, pool, shared, &handles().door_shed) {
                 None => return Admit::Answered,
                 // Not answerable at the door (the slot went back): it waits for a permit.
                 Some(frame) => frame,
@@ -417,14 +431,16 @@ async fn admit_at_bound(
 fn answer_at_door(
     frame: crate::iso8583::Frame,
     tx: &mpsc::Sender<Outgoing>,
+    pool: &MessagePool,
     shared: &Shared,
     shed: &metrics::Counter,
 ) -> Result<(), crate::iso8583::Frame> {
     let arrived = Instant::now();
-    let Ok(request) = Message::decode_boxed(frame.body.clone(), &shared.config.wire) else {
+    let Ok(request) = pool.decode(frame.body.clone(), &shared.config.wire) else {
         return Err(frame);
     };
     if request.mti().response().is_none() {
+        pool.give(request);
         return Err(frame);
     }
     let de39 = match dispatch_network(&request) {
