@@ -12,6 +12,7 @@ mod keymap;
 mod lifecycle;
 pub mod platform;
 pub mod query;
+mod record_codec;
 pub mod records;
 pub mod router;
 pub mod runtime;

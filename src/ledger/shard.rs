@@ -429,8 +429,12 @@ impl<'w> BatchBuilder<'w> {
     }
 }
 
-/// The WAL payload of a command.
+/// The WAL payload of a command: postcard's encoding of `(now_s, command)`, written by hand
+/// for the authorization commands (`ledger::record_codec`, the same bytes).
 pub fn encode_command(out: &mut Vec<u8>, now_s: i64, command: &Command) {
+    if super::record_codec::encode_auth_command(out, now_s, command) {
+        return;
+    }
     let encoded = postcard::to_extend(&(now_s, command), std::mem::take(out))
         .expect("commands always serialize");
     *out = encoded;
