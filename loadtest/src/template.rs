@@ -9,13 +9,32 @@ use authswitch::iso8583::{
     swap_tpdu, EncodeError, FrameCodec, MessageBuilder, Mti, WireFormat, TPDU_LEN,
 };
 use bytes::BytesMut;
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::clock::UtcStamp;
 use crate::merchant::Merchant;
 use crate::portfolio::Card;
 
-/// DE32 of every request: the simulated acquirer.
-pub const ACQUIRER_ID: u64 = 412_345;
+/// The simulated acquirer's institution id, the first six digits of every DE32.
+pub const ACQUIRER_BASE: u64 = 412_345;
+
+/// DE32 of every request: `ACQUIRER_BASE` followed by five digits drawn once per process from
+/// the clock's microseconds. The switch keys a transaction on DE32, DE11 and DE7 (to the
+/// second), and every run numbers its connections' STANs from the same starting points, so
+/// two runs within one second (a provisioning run and the measured run right after it) sent
+/// the same keys: a different request under a key already seen was answered 94, and the same
+/// request was answered as a duplicate without a new hold (one 94 in about 4 million
+/// requests at 16 connections, 2026-12-07). Runs in different seconds never share a key.
+pub fn acquirer_id() -> u64 {
+    static ID: OnceLock<u64> = OnceLock::new();
+    *ID.get_or_init(|| {
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_micros());
+        ACQUIRER_BASE * 100_000 + u64::from(micros % 100_000)
+    })
+}
 /// DE49: US dollars.
 pub const CURRENCY_USD: &[u8; 3] = b"840";
 /// DE3: purchase from the default account.
@@ -112,7 +131,7 @@ pub fn original_data(original: &OriginalRef) -> [u8; 42] {
     out[..4].copy_from_slice(b"0100");
     out[4..10].copy_from_slice(&digits::<6>(original.stan.into()));
     out[10..20].copy_from_slice(&digits::<10>(original.transmission));
-    out[20..31].copy_from_slice(&digits::<11>(ACQUIRER_ID));
+    out[20..31].copy_from_slice(&digits::<11>(acquirer_id()));
     out
 }
 
@@ -202,7 +221,7 @@ fn set_purchase<'a>(
         .set_number(18, p.merchant.mcc.into())
         .set_number(22, p.pos_entry_mode.into())
         .set_number(25, 0)
-        .set_number(32, ACQUIRER_ID)
+        .set_number(32, acquirer_id())
         .set_text(37, rrn)
         .set_text(41, &p.merchant.terminal_id)
         .set_text(42, &p.merchant.acceptor_id)
@@ -312,7 +331,10 @@ mod tests {
             assert_eq!(msg.mcc(), Some(5411));
             assert_eq!(msg.pos_entry_mode(), Some(51));
             assert_eq!(msg.pos_condition_code(), Some(0));
-            assert_eq!(msg.acquirer_id().unwrap().as_str(), "412345");
+            let acquirer = msg.acquirer_id().unwrap();
+            assert_eq!(acquirer.as_str(), acquirer_id().to_string());
+            assert_eq!(acquirer.as_str().len(), 11);
+            assert!(acquirer.as_str().starts_with("412345"));
             assert_eq!(msg.rrn().unwrap().as_str(), "318007000042");
             assert_eq!(msg.terminal_id().unwrap().as_bytes(), &merchant.terminal_id);
             assert_eq!(msg.merchant_id().unwrap().as_bytes(), &merchant.acceptor_id);
@@ -348,7 +370,7 @@ mod tests {
             assert_eq!(de90.mti, Mti::new(100));
             assert_eq!(de90.stan, 999_999);
             assert_eq!(de90.transmission_time.as_number(), 1231235959);
-            assert_eq!(de90.acquirer_id, ACQUIRER_ID);
+            assert_eq!(de90.acquirer_id, acquirer_id());
             assert_eq!(de90.forwarding_id, 0);
             assert!(!msg.has(95));
 
@@ -406,10 +428,11 @@ mod tests {
             stan: 12,
             transmission: 101000000,
         };
-        assert_eq!(
-            &original_data(&original),
-            b"010000001201010000000000041234500000000000"
-        );
+        let de90 = original_data(&original);
+        assert_eq!(&de90[..20], b"01000000120101000000");
+        assert_eq!(de90[20..31], digits::<11>(acquirer_id()));
+        assert_eq!(&de90[20..26], b"412345");
+        assert_eq!(&de90[31..], b"00000000000");
         assert_eq!(
             &replacement_amounts(1500),
             b"000000001500000000001500000000000000000000"
