@@ -186,7 +186,7 @@ impl Default for ServerConfig {
             webhook_concurrency_per_endpoint_max: 64,
             io_threads: 0,
             read_lag_target_ms: 2,
-            overload_latency_target_ms: 2,
+            overload_latency_target_ms: 1,
         }
     }
 }
