@@ -25,9 +25,11 @@ enum Slot<'a> {
     /// Logical value: ASCII text or digits, raw bytes for `b`.
     Text(&'a [u8]),
     Number(u64),
-    /// Wire bytes copied from a decoded message, already validated in `charset`.
+    /// A field copied from a decoded message, already validated in `charset`: its length
+    /// prefix (`prefix` bytes, none for a fixed field) and wire bytes.
     Wire {
-        bytes: &'a [u8],
+        framed: &'a [u8],
+        prefix: u8,
         logical_len: u16,
         charset: Charset,
     },
@@ -71,14 +73,18 @@ impl<'a> MessageBuilder<'a> {
 
     /// Echoes `field` of `msg` exactly as received; does nothing if `msg` lacks it.
     pub fn copy_from(&mut self, msg: &'a Message, field: u8) -> &mut Self {
-        let (Some(bytes), Some(logical_len)) = (msg.raw(field), msg.logical_len(field)) else {
+        let (Some((framed, prefix)), Some(logical_len)) =
+            (msg.raw_with_prefix(field), msg.logical_len(field))
+        else {
             return self;
         };
         let logical_len = logical_len as u16;
         self.put(
             field,
             Slot::Wire {
-                bytes,
+                framed,
+                // At most 3 (`encoding::prefix_len`).
+                prefix: prefix as u8,
                 logical_len,
                 charset: msg.charset(),
             },
@@ -141,10 +147,19 @@ impl<'a> MessageBuilder<'a> {
                 Slot::Text(value) => write_checked(spec, format.charset, value, out)?,
                 Slot::Number(value) => write_number(spec, format.charset, value, out)?,
                 Slot::Wire {
-                    bytes,
+                    framed,
+                    prefix,
                     logical_len,
                     charset,
-                } => write_copied(spec, format.charset, bytes, logical_len, charset, out),
+                } => {
+                    if charset == format.charset {
+                        // Prefix and value as they came: the bytes re-encoding would write.
+                        out.extend_from_slice(framed);
+                    } else {
+                        let wire = &framed[usize::from(prefix)..];
+                        write_converted(spec, format.charset, wire, logical_len, charset, out);
+                    }
+                }
             }
         }
         Ok(())
@@ -260,9 +275,8 @@ fn write_number(
     write_checked(spec, charset, &padded[..max], out)
 }
 
-/// Writes a value copied from a decoded message: as-is when the charsets match, otherwise
-/// through its logical form.
-fn write_copied(
+/// Writes a value copied from a message in another charset, through its logical form.
+fn write_converted(
     spec: &FieldSpec,
     charset: Charset,
     wire: &[u8],
@@ -272,10 +286,6 @@ fn write_copied(
 ) {
     let logical_len = logical_len as usize;
     write_prefix(spec, charset, logical_len, out);
-    if source == charset {
-        out.extend_from_slice(wire);
-        return;
-    }
     let mut logical = [0u8; FIELD_LEN_MAX];
     let n = to_logical(spec, source, wire, logical_len, &mut logical);
     write_value(spec, charset, &logical[..n], out);

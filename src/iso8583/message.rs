@@ -200,6 +200,20 @@ impl Message {
         Some(&self.body[start..start + span.wire_len as usize])
     }
 
+    /// The field as it was on the wire: its length prefix (none for a fixed field) followed by
+    /// `raw(field)`, and the prefix's length. A prefix is the value's length in the message's
+    /// charset, each length having one form, so the same field re-encoded in the same
+    /// charset is these bytes.
+    pub fn raw_with_prefix(&self, field: u8) -> Option<(&[u8], usize)> {
+        let span = self.span(field)?;
+        let prefix = prefix_len(spec(field), self.charset);
+        let start = span.start as usize;
+        Some((
+            &self.body[start - prefix..start + span.wire_len as usize],
+            prefix,
+        ))
+    }
+
     /// Bytes of `raw(field)` as a zero-copy `Bytes` handle.
     pub fn raw_bytes(&self, field: u8) -> Option<Bytes> {
         let span = self.span(field)?;
