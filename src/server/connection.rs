@@ -52,9 +52,10 @@ const READ_CHUNK: usize = 16 * 1024;
 const POOLED_MESSAGES_MAX: usize = 256;
 
 /// Boxes of decoded requests, handed back by the writer once their answers are written and
-/// reused by the reader for the next requests (served or answered at the door). A boxed `Message` (about 1 KiB, its field
-/// table) is larger than what glibc serves from its per-thread cache, so a new one for
-/// every request took malloc's slower path, and its free another on the writer's side.
+/// reused by the reader for the next requests (served or answered at the door). A boxed
+/// `Message` (about 1 KiB, its field table) is larger than what glibc serves from its
+/// per-thread cache, so a new one for every request took malloc's slower path, and its free
+/// another on the writer's side.
 /// A bounded lock-free queue: at most `POOLED_MESSAGES_MAX` boxes wait (their bodies
 /// released), beyond that they are freed, and an empty pool means a new box.
 struct MessagePool {
@@ -75,7 +76,14 @@ impl MessagePool {
         wire: &crate::iso8583::WireFormat,
     ) -> Result<Box<Message>, crate::iso8583::DecodeError> {
         match self.rx.try_recv() {
-            Ok(mut message) => message.decode_into(body, wire).map(|()| message),
+            Ok(mut message) => match message.decode_into(body, wire) {
+                Ok(()) => Ok(message),
+                Err(error) => {
+                    // Left empty by the failed decode: back to the pool for the next request.
+                    self.give(message);
+                    Err(error)
+                }
+            },
             Err(_) => Message::decode_boxed(body, wire),
         }
     }
