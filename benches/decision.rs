@@ -114,8 +114,9 @@ fn run(c: &mut Criterion, name: &str, webhook_elsewhere: bool, size: Size) {
 }
 
 /// Authorizations as the shard thread takes them from its queue: `WINDOW` at a time, their
-/// key-index slots read ahead (`ShardState::warm`) before each is decided and applied. Reported
-/// per authorization (criterion's throughput in elements).
+/// key-index slots (`ShardState::warm`) and the slots their records will fill
+/// (`ShardState::warm_new_records`) read ahead before each is decided and applied. Reported per
+/// authorization (criterion's throughput in elements).
 const WINDOW: u64 = 32;
 
 fn run_windows(c: &mut Criterion) {
@@ -140,6 +141,7 @@ fn run_windows(c: &mut Criterion) {
                     set_key_number(cmd, n);
                     f.state.warm(cmd);
                 }
+                f.state.warm_new_records(cmds.len());
                 for cmd in &cmds {
                     apply_approved(&mut f, cmd);
                 }

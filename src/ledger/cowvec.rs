@@ -90,6 +90,9 @@ pub struct CowVec<T, const C: usize = CHUNK> {
     /// Elements popped from the front, counted from the start of `chunks[0]`.
     front: usize,
     len: usize,
+    /// The next chunk, allocated ahead by `ahead` (empty, with capacity `C`), or no
+    /// allocation.
+    next: Vec<T>,
 }
 
 impl<T, const C: usize> Default for CowVec<T, C> {
@@ -98,6 +101,7 @@ impl<T, const C: usize> Default for CowVec<T, C> {
             chunks: Vec::new(),
             front: 0,
             len: 0,
+            next: Vec::new(),
         }
     }
 }
@@ -192,10 +196,39 @@ impl<T: Clone, const C: usize> CowVec<T, C> {
         self.len += 1;
     }
 
+    /// Where the next `n` pushes will write, in at most two runs of slots (the rest of the
+    /// last chunk, then the start of the next one, allocated here if need be), so that the
+    /// caller can read them ahead; `n` is capped at `C`. Changes no element.
+    pub fn ahead(&mut self, n: usize) -> [(*const T, usize); 2] {
+        let n = n.min(C);
+        let (c, o) = self.locate(self.len);
+        let tail = match self.chunks.last() {
+            Some(Part::Owned(last)) if o != 0 && c + 1 == self.chunks.len() => {
+                let spare = C - o;
+                (last.as_ptr().wrapping_add(last.len()), spare.min(n))
+            }
+            // A shared last chunk is copied by the next push: nothing to read ahead there.
+            Some(_) if o != 0 => return [(std::ptr::null(), 0); 2],
+            _ => (std::ptr::null(), 0),
+        };
+        let rest = n - tail.1;
+        if rest == 0 {
+            return [tail, (std::ptr::null(), 0)];
+        }
+        if self.next.capacity() < C {
+            self.next = Vec::with_capacity(C);
+        }
+        [tail, (self.next.as_ptr(), rest)]
+    }
+
     #[cold]
     #[inline(never)]
     fn push_chunk(&mut self, value: T) {
-        let mut chunk = Vec::with_capacity(C);
+        let mut chunk = if self.next.capacity() >= C {
+            std::mem::take(&mut self.next)
+        } else {
+            Vec::with_capacity(C)
+        };
         chunk.push(value);
         self.chunks.push(Part::Owned(chunk));
     }
@@ -207,6 +240,7 @@ impl<T: Clone, const C: usize> CowVec<T, C> {
             chunks: self.chunks.iter_mut().map(Part::share).collect(),
             front: self.front,
             len: self.len,
+            next: Vec::new(),
         }
     }
 }
@@ -432,5 +466,53 @@ mod tests {
         assert_eq!(bytes, postcard::to_allocvec(&plain).unwrap());
         let back: CowVec<u32> = postcard::from_bytes(&bytes).unwrap();
         assert!(back.iter().eq(plain.iter()));
+    }
+
+    /// The address of element `i`.
+    fn at<T: Clone, const C: usize>(v: &CowVec<T, C>, i: usize) -> *const T {
+        std::ptr::from_ref(&v[i])
+    }
+
+    #[test]
+    fn ahead_names_the_slots_the_next_pushes_fill() {
+        let mut v: CowVec<u64, 4> = CowVec::default();
+        // Empty: all of it in a chunk allocated ahead, and the cap at one chunk.
+        let [tail, next] = v.ahead(9);
+        assert_eq!((tail.1, next.1), (0, 4));
+        let allocated = next.0;
+        for n in 0..3 {
+            v.push(n);
+        }
+        assert_eq!(
+            at(&v, 0),
+            allocated,
+            "the chunk allocated ahead is the one used"
+        );
+        // One slot left in the last chunk, then the next one.
+        let [tail, next] = v.ahead(3);
+        assert_eq!((tail.0, tail.1, next.1), (at(&v, 2).wrapping_add(1), 1, 2));
+        let next_chunk = next.0;
+        for n in 3..6 {
+            v.push(n);
+        }
+        assert_eq!(at(&v, 4), next_chunk);
+        assert!(v.iter().copied().eq(0..6));
+        // Within the last chunk: nothing allocated ahead.
+        let [tail, next] = v.ahead(2);
+        assert_eq!((tail.0, tail.1, next.1), (at(&v, 5).wrapping_add(1), 2, 0));
+        // A full last chunk: all in the next one; a copy for a snapshot takes no spare chunk.
+        v.push(6);
+        v.push(7);
+        let [tail, next] = v.ahead(1);
+        assert_eq!((tail.1, next.1), (0, 1));
+        let copy = v.share();
+        assert_eq!((copy.next.capacity(), v.next.capacity()), (0, 4));
+        // A shared last chunk with room: the next push copies it, so nothing to name.
+        v.pop_front();
+        v.push(8);
+        let _copy = v.share();
+        assert_eq!(v.ahead(2), [(std::ptr::null(), 0); 2]);
+        v.push(9);
+        assert!(v.iter().copied().eq(1..10));
     }
 }

@@ -179,13 +179,18 @@ fn home_of(tag: u32, mask: usize) -> usize {
 /// Asks for the cache line at `p` to be brought in: a hint that does not wait for it.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn prefetch(p: *const i8) {
+pub(crate) fn prefetch(p: *const i8) {
     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
     // SAFETY: a prefetch never faults or changes memory, whatever the address (here a live
     // slot, or spare capacity of a live chunk), and SSE, which has it, is part of every
     // x86_64 target.
     unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
 }
+
+/// Elsewhere, no hint.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub(crate) fn prefetch(_p: *const i8) {}
 
 impl<V> Default for Table<V> {
     fn default() -> Self {

@@ -290,6 +290,7 @@ pub fn run(
                             state.warm(command);
                         }
                     }
+                    state.warm_new_records(window.len());
                 }
                 batch.clock = Instant::now();
                 for job in &mut window {

@@ -627,6 +627,26 @@ impl ShardState {
         }
     }
 
+    /// Reads ahead the slots the next `n` authorization records will be written to (and
+    /// allocates the next chunk of them if they reach into it).
+    ///
+    /// The records are appended to memory no authorization has touched yet: out of cache, so
+    /// each new record's 256 bytes are four cache misses that its write waits for. Asked for
+    /// before a window of commands is decided, those misses overlap (`authorize_3_limits_
+    /// window/32` on the 1-3 M-hold shard: see `docs/performance-history.md`). Changes no
+    /// state a command or a snapshot sees.
+    pub fn warm_new_records(&mut self, n: usize) {
+        for (first, count) in self.auths.ahead(n) {
+            let bytes = count * std::mem::size_of::<Option<Authorization>>();
+            let first = first.cast::<i8>();
+            let mut at = 0;
+            while at < bytes {
+                super::keymap::prefetch(first.wrapping_add(at));
+                at += 64;
+            }
+        }
+    }
+
     /// Number of authorization records currently kept (for tests and metrics).
     pub fn authorization_count(&self) -> usize {
         self.auths.iter().filter(|a| a.is_some()).count()
