@@ -200,20 +200,25 @@ impl<T: Clone, const C: usize> CowVec<T, C> {
     /// last chunk, then the start of the next one, allocated here if need be), so that the
     /// caller can read them ahead; `n` is capped at `C`. Changes no element.
     pub fn ahead(&mut self, n: usize) -> [(*const T, usize); 2] {
+        let none = (std::ptr::null(), 0);
         let n = n.min(C);
         let (c, o) = self.locate(self.len);
+        // Pushes left before a new chunk starts: none when the last one is full (or absent).
+        let in_last = if o == 0 { 0 } else { C - o };
         let tail = match self.chunks.last() {
-            Some(Part::Owned(last)) if o != 0 && c + 1 == self.chunks.len() => {
-                let spare = C - o;
-                (last.as_ptr().wrapping_add(last.len()), spare.min(n))
+            Some(Part::Owned(last)) if in_last > 0 && c + 1 == self.chunks.len() => {
+                // A chunk taken back from a snapshot is a copy without spare capacity (its
+                // next push moves it): only the capacity it has now is named.
+                let spare = (last.capacity() - last.len()).min(in_last).min(n);
+                (last.as_ptr().wrapping_add(last.len()), spare)
             }
             // A shared last chunk is copied by the next push: nothing to read ahead there.
-            Some(_) if o != 0 => return [(std::ptr::null(), 0); 2],
-            _ => (std::ptr::null(), 0),
+            Some(_) if in_last > 0 => return [none; 2],
+            _ => none,
         };
-        let rest = n - tail.1;
+        let rest = n.saturating_sub(in_last);
         if rest == 0 {
-            return [tail, (std::ptr::null(), 0)];
+            return [tail, none];
         }
         if self.next.capacity() < C {
             self.next = Vec::with_capacity(C);
@@ -514,5 +519,12 @@ mod tests {
         assert_eq!(v.ahead(2), [(std::ptr::null(), 0); 2]);
         v.push(9);
         assert!(v.iter().copied().eq(1..10));
+        // The chunk taken back by that push is a copy: only its own spare capacity is named,
+        // and the next chunk only for the pushes past this chunk's end.
+        let last = v.chunks.last().unwrap().get();
+        let (spare, in_last) = (last.capacity() - last.len(), 4 - last.len());
+        let [tail, next] = v.ahead(4);
+        assert_eq!(tail.1, spare.min(in_last));
+        assert_eq!(next.1, 4 - in_last);
     }
 }
