@@ -279,6 +279,7 @@ fn build_report(cfg: &RunConfig, shared: &Shared, outcomes: &[ConnOutcome]) -> R
         throughput_per_s,
         latency_us: stats::summarize(&all.latency_us),
         served_latency_us: stats::summarize(&all.served_latency_us),
+        read_lag_us: (!all.read_lag_us.is_empty()).then(|| stats::summarize(&all.read_lag_us)),
         response_codes: stats::codes_map(&all),
         sent_by_kind: stats::kinds_map(&all),
         mix: cfg.mix.to_string(),

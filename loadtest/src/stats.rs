@@ -26,6 +26,9 @@ pub struct ConnStats {
     /// Latency of the responses that were served: every DE39 but 91 and 96 (shed or refused
     /// by the switch without a decision).
     pub served_latency_us: Histogram<u64>,
+    /// How long answers waited in loadtest's receive queue before it read them (at least):
+    /// empty when the kernel does not stamp reads (`conn::rxstamp`).
+    pub read_lag_us: Histogram<u64>,
     pub sent: u64,
     pub responses: u64,
     /// Undecodable responses, wrong response MTIs, requests lost with the connection.
@@ -53,6 +56,7 @@ impl Default for ConnStats {
         ConnStats {
             latency_us: latency_histogram(),
             served_latency_us: latency_histogram(),
+            read_lag_us: latency_histogram(),
             sent: 0,
             responses: 0,
             errors: 0,
@@ -78,6 +82,11 @@ impl ConnStats {
         }
     }
 
+    /// Records how long one answer waited to be read (0 as 1 µs).
+    pub fn record_read_lag_us(&mut self, lag_us: u64) {
+        record_clamped(&mut self.read_lag_us, lag_us);
+    }
+
     pub fn count_code(&mut self, code: [u8; 2], count: u64) {
         if let Some(entry) = self.codes.iter_mut().find(|(c, _)| *c == code) {
             entry.1 += count;
@@ -99,6 +108,9 @@ impl ConnStats {
             .expect("histograms share bounds");
         self.served_latency_us
             .add(&other.served_latency_us)
+            .expect("histograms share bounds");
+        self.read_lag_us
+            .add(&other.read_lag_us)
             .expect("histograms share bounds");
         self.sent += other.sent;
         self.responses += other.responses;
@@ -147,6 +159,11 @@ pub struct Report {
     pub latency_us: LatencySummary,
     /// The same, of the responses served (DE39 other than 91 and 96).
     pub served_latency_us: LatencySummary,
+    /// Part of the latency that is loadtest's own: how long answers waited in its receive
+    /// queues before it read them, from the kernel's receive timestamps (at least that long;
+    /// null where the kernel does not stamp reads). Large figures here mean the run measured
+    /// loadtest as much as the target.
+    pub read_lag_us: Option<LatencySummary>,
     pub response_codes: BTreeMap<String, u64>,
     pub sent_by_kind: BTreeMap<&'static str, u64>,
     pub mix: String,
@@ -224,6 +241,13 @@ pub fn render_table(r: &Report) -> String {
             s,
             "  served      {:<8} {:<8} {:<8} {:<8} {:<8} {}",
             v.min, v.p50, v.p90, v.p99, v.p999, v.max
+        );
+    }
+    if let Some(g) = &r.read_lag_us {
+        let _ = writeln!(
+            s,
+            "  read lag    {:<8} {:<8} {:<8} {:<8} {:<8} {}",
+            g.min, g.p50, g.p90, g.p99, g.p999, g.max
         );
     }
     let codes: Vec<String> = r

@@ -73,6 +73,14 @@ fn assert_all_answered(report: &Value) -> u64 {
     let max = latency["max"].as_u64().unwrap();
     assert!(p50 >= 1 && p50 <= p99 && p99 <= latency["p999"].as_u64().unwrap());
     assert!(latency["p999"].as_u64().unwrap() <= max);
+    // How long answers waited to be read: part of each one's latency, so never above it.
+    let lag = &report["read_lag_us"];
+    if !lag.is_null() {
+        let lag_max = lag["max"].as_u64().unwrap();
+        assert!(lag["p50"].as_u64().unwrap() <= lag["p99"].as_u64().unwrap());
+        assert!(lag["p99"].as_u64().unwrap() <= lag_max);
+        assert!(lag_max <= max, "read lag {lag_max} above the latency {max}");
+    }
     assert!(report["throughput_per_s"].as_f64().unwrap() > 0.0);
     let by_kind: u64 = report["sent_by_kind"]
         .as_object()
@@ -132,6 +140,13 @@ fn closed_and_open_loop_against_the_echo_host() {
     assert_eq!(report["mode"], "open");
     assert_eq!(report["rate"], 2000);
     assert!(report["duration_s"].as_f64().unwrap() >= 0.99);
+    // A second of answers: the kernel stamps reads well within it (Linux).
+    if cfg!(target_os = "linux") {
+        assert!(
+            report["read_lag_us"]["p50"].as_u64().unwrap() >= 1,
+            "{report}"
+        );
+    }
 }
 
 #[test]

@@ -3,18 +3,18 @@
 //! that stay unanswered.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
 
 use authswitch::iso8583::{FrameCodec, FrameError, Message};
 use bytes::BytesMut;
 use parking_lot::Mutex;
-use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::{
-    fail_pending, find_auth, forget, ConnState, OpenAuth, Pending, Shared, OPEN_AUTHS_MAX,
+    fail_pending, find_auth, forget, rxstamp, ConnState, OpenAuth, Pending, Shared, OPEN_AUTHS_MAX,
     READ_BUF_LEN, READ_SPARE_MIN, SWEEP_INTERVAL,
 };
 use crate::mix::Kind;
@@ -41,15 +41,20 @@ pub(super) async fn read_loop(
         if buf.capacity() - buf.len() < READ_SPARE_MIN {
             buf.reserve(READ_BUF_LEN);
         }
-        let closed = tokio::select! {
-            read = half.read_buf(&mut buf) => !matches!(read, Ok(n) if n > 0),
-            _ = tick.tick() => false,
+        let (closed, stamp) = tokio::select! {
+            read = rxstamp::read(&mut half, &mut buf) => match read {
+                Ok((n, stamp)) if n > 0 => (false, stamp),
+                _ => (true, None),
+            },
+            _ = tick.tick() => (false, None),
         };
         let now = Instant::now();
+        let lag = rxstamp::read_lag(SystemTime::now(), stamp);
         let (released, done) = {
             let mut st = state.lock();
             let mut released = 0;
-            let framing = on_frames(shared, &mut st, &mut codec, &mut buf, now, &mut released);
+            let at = Arrival { now, lag };
+            let framing = on_frames(shared, &mut st, &mut codec, &mut buf, at, &mut released);
             released += sweep(shared, &mut st, now);
             if closed || framing.is_err() || st.broken {
                 released += st.pending.len();
@@ -72,14 +77,23 @@ pub(super) async fn read_loop(
     }
 }
 
+/// When a read returned, and how long before that its last bytes arrived (when the kernel
+/// stamped them: `rxstamp`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Arrival {
+    pub now: Instant,
+    pub lag: Option<Duration>,
+}
+
 pub(super) fn on_frames(
     shared: &Shared,
     st: &mut ConnState,
     codec: &mut FrameCodec,
     buf: &mut BytesMut,
-    now: Instant,
+    at: Arrival,
     released: &mut usize,
 ) -> Result<(), FrameError> {
+    let now = at.now;
     while let Some(frame) = codec.decode(buf)? {
         if frame.body.is_empty() {
             continue;
@@ -108,6 +122,9 @@ pub(super) fn on_frames(
         let latency = now.saturating_duration_since(p.measure_from);
         let code = msg.response_code().unwrap_or(OTHER_CODE);
         st.stats.record_response(latency.as_micros() as u64, code);
+        if let Some(lag) = at.lag {
+            st.stats.record_read_lag_us(lag.as_micros() as u64);
+        }
         st.stats.count_code(code, 1);
         apply(shared, st, &p, &code, &msg);
     }
