@@ -157,6 +157,11 @@ pub async fn serve_reporting(
     let metrics_listener = bind("metrics", config.metrics.listen).await?;
     let admin_listener = bind("admin", config.admin.listen).await?;
     let iso_listener = bind("ISO 8583", config.server.listen).await?;
+    // Receive timestamps for `receive_wait_seconds`, inherited by every connection accepted
+    // (each also asks for them itself); without them (not Linux) that histogram stays empty.
+    if let Err(error) = crate::server::rxstamp::enable(&iso_listener) {
+        tracing::info!(%error, "no receive timestamps on the ISO 8583 listener");
+    }
     match &source {
         TokenSource::File(path) => tracing::info!(path = %path.display(), "admin token file"),
         other => tracing::info!(source = ?other, "admin token configured"),

@@ -20,6 +20,7 @@ pub const REQUEST_SECONDS: &str = "authswitch_request_duration_seconds";
 pub const DECISION_SECONDS: &str = "authswitch_decision_duration_seconds";
 pub const DECIDED_REQUEST_SECONDS: &str = "authswitch_decided_request_duration_seconds";
 pub const QUEUE_WAIT_SECONDS: &str = "authswitch_queue_wait_duration_seconds";
+pub const RECEIVE_WAIT_SECONDS: &str = "authswitch_receive_wait_duration_seconds";
 pub const SHARD_QUEUE_DEPTH: &str = "authswitch_shard_queue_depth";
 pub const AUTHORIZATIONS_KEPT: &str = "authswitch_authorizations_kept";
 pub const AUTHORIZATIONS_KEPT_MAX: &str = "authswitch_authorizations_kept_max";
@@ -147,11 +148,18 @@ impl LatencyHistogram {
     }
 
     pub fn record(&self, elapsed: Duration) {
+        self.record_n(elapsed, 1);
+    }
+
+    /// Records `n` samples of the same duration.
+    pub fn record_n(&self, elapsed: Duration, n: u64) {
         let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         let bucket = self.bounds_ns.partition_point(|&bound| bound < ns);
         let stripe = &self.stripes[stripe_index()];
-        stripe.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        stripe.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        stripe.counts[bucket].fetch_add(n, Ordering::Relaxed);
+        stripe
+            .sum_ns
+            .fetch_add(ns.wrapping_mul(n), Ordering::Relaxed);
     }
 
     /// Samples in bucket `i` (not cumulative), over every stripe.
@@ -195,6 +203,10 @@ pub struct Handles {
     pub decided_request_seconds: LatencyHistogram,
     /// A network request's wait from its frame's read to its shard taking it.
     pub queue_wait_seconds: LatencyHistogram,
+    /// Per network request: how long before the read that completed its frame the read's
+    /// last bytes arrived (the kernel's receive timestamp, `server::rxstamp`), at least the
+    /// wait in the socket's receive queue, which no other duration sees. Linux only.
+    pub receive_wait_seconds: LatencyHistogram,
     pub connections_open: Gauge,
     pub connections_total: Counter,
     pub connections_refused: Counter,
@@ -221,6 +233,7 @@ impl Handles {
             request_seconds: LatencyHistogram::new(REQUEST_SECONDS),
             decision_seconds: LatencyHistogram::new(DECISION_SECONDS),
             queue_wait_seconds: LatencyHistogram::new(QUEUE_WAIT_SECONDS),
+            receive_wait_seconds: LatencyHistogram::new(RECEIVE_WAIT_SECONDS),
             decided_request_seconds: LatencyHistogram::new(DECIDED_REQUEST_SECONDS),
             connections_open: gauge!(CONNECTIONS_OPEN),
             connections_total: counter!(CONNECTIONS_TOTAL),
@@ -306,6 +319,7 @@ pub fn render() -> String {
     h.request_seconds.render(&mut text);
     h.decision_seconds.render(&mut text);
     h.queue_wait_seconds.render(&mut text);
+    h.receive_wait_seconds.render(&mut text);
     h.decided_request_seconds.render(&mut text);
     text
 }

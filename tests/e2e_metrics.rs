@@ -64,6 +64,23 @@ fn counters_move_by_exactly_the_traffic() {
         metric(&text, "authswitch_queue_wait_duration_seconds_count"),
         Some(7.0)
     );
+    // Every request frame, stamped by the kernel on arrival (the listener asked for stamps
+    // when it was bound, long before this connection read anything); each waited far less
+    // than a second in the receive queue.
+    if cfg!(target_os = "linux") {
+        assert_eq!(
+            metric(&text, "authswitch_receive_wait_duration_seconds_count"),
+            Some(9.0),
+            "{text}"
+        );
+        assert_eq!(
+            metric(
+                &text,
+                "authswitch_receive_wait_duration_seconds_bucket{le=\"1\"}"
+            ),
+            Some(9.0)
+        );
+    }
     assert_eq!(metric(&text, "authswitch_connections_open"), Some(1.0));
     assert_eq!(metric(&text, "authswitch_ready"), Some(1.0));
     assert!(

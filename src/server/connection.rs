@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore, SemaphorePermit, TryAcquireError};
@@ -36,9 +36,9 @@ use crate::metrics::{handles, Reject};
 use crate::server::backlog::ReadLag;
 use crate::server::dispatch::{dispatch, Dispatch};
 use crate::server::overload::{OverloadCap, SharedCap};
-use crate::server::respond;
 use crate::server::webhook::Deferred;
 use crate::server::Shared;
+use crate::server::{respond, rxstamp};
 
 /// Answers written with one `write` at most.
 const WRITE_COALESCE_MAX: usize = 256;
@@ -97,6 +97,8 @@ impl MessagePool {
 
 pub async fn serve(socket: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) {
     let _ = socket.set_nodelay(true);
+    // Without receive stamps (not Linux) `receive_wait_seconds` stays empty.
+    let _ = super::rxstamp::enable(&socket);
     let peer = socket.peer_addr().ok();
     let (rd, wr) = socket.into_split();
     let in_flight_max = shared.config.server.in_flight_per_connection_max;
@@ -145,12 +147,25 @@ async fn read_loop(
     );
     // The frames of the last read are answered at the door: the reader is behind.
     let mut shed_read = false;
+    // How long the last read's newest bytes had waited in the receive queue (if stamped), and
+    // the frames completed since that read (`receive_wait_seconds`).
+    let mut receive_wait: Option<Duration> = None;
+    let mut frames_read = 0u64;
     let in_flight_max = server.in_flight_per_connection_max;
     loop {
         loop {
             let frame = match codec.decode(&mut buf) {
                 Ok(Some(frame)) => frame,
-                Ok(None) => break,
+                Ok(None) => {
+                    match receive_wait.take() {
+                        Some(wait) if frames_read > 0 => {
+                            handles().receive_wait_seconds.record_n(wait, frames_read);
+                        }
+                        _ => {}
+                    }
+                    frames_read = 0;
+                    break;
+                }
                 Err(error) => return framing_error(&error),
             };
             // A whole frame arrived: the peer is making progress, so the slow-sender clock
@@ -160,6 +175,7 @@ async fn read_loop(
                 handles().reject(Reject::ZeroLength);
                 continue;
             }
+            frames_read += 1;
             let now = Instant::now();
             let frame = if shed_read {
                 match answer_with_slot(frame, &door, &tx, pool, shared, &handles().backlog_shed) {
@@ -247,9 +263,10 @@ async fn read_loop(
         }
         let slow_sender = partial_since.is_some();
         match read_more(&mut rd, &mut buf, deadline, slow_sender, &shutdown).await {
-            Ok((0, _)) => return "eof",
-            Ok((_, waited)) => {
+            Ok((0, _, _)) => return "eof",
+            Ok((_, waited, stamp)) => {
                 let now = Instant::now();
+                receive_wait = rxstamp::read_lag(std::time::SystemTime::now(), stamp);
                 if waited {
                     // What arrived while the reader waited is fresh: it was caught up.
                     lag.caught_up(now);
@@ -270,27 +287,31 @@ async fn read_more(
     deadline: Instant,
     slow_sender: bool,
     shutdown: &CancellationToken,
-) -> Result<(usize, bool), &'static str> {
+) -> Result<(usize, bool, Option<std::time::SystemTime>), &'static str> {
     if shutdown.is_cancelled() {
         return Err("shutdown");
     }
-    match rd.try_read_buf(buf) {
+    match rxstamp::try_read(rd, buf) {
         Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
         read => {
             // A read that never waits takes no part in tokio's cooperative budget by itself:
             // without this a peer that always has data would keep its worker thread from the
             // other connections (and from its own writer) for as long as its flood lasts.
             tokio::task::coop::consume_budget().await;
-            return read.map(|n| (n, false)).map_err(|_| "read error");
+            return read
+                .map(|(n, stamp)| (n, false, stamp))
+                .map_err(|_| "read error");
         }
     }
     let read = tokio::select! {
         biased;
         _ = shutdown.cancelled() => return Err("shutdown"),
-        read = tokio::time::timeout_at(deadline.into(), rd.read_buf(buf)) => read,
+        read = tokio::time::timeout_at(deadline.into(), rxstamp::read(rd, buf)) => read,
     };
     match read {
-        Ok(read) => read.map(|n| (n, true)).map_err(|_| "read error"),
+        Ok(read) => read
+            .map(|(n, stamp)| (n, true, stamp))
+            .map_err(|_| "read error"),
         Err(_) if slow_sender => {
             handles().reject(Reject::SlowSender);
             tracing::info!("closing a connection whose frame arrived too slowly");

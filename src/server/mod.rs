@@ -10,6 +10,7 @@ pub mod connection;
 pub mod dispatch;
 pub mod overload;
 pub mod respond;
+pub mod rxstamp;
 pub mod webhook;
 
 use std::net::SocketAddr;

@@ -188,7 +188,7 @@ pub async fn open(
     let mut stream = TcpStream::connect(addr).await.map_err(connect_error)?;
     stream.set_nodelay(true).map_err(connect_error)?;
     // Without stamps (not Linux) the report has no read lag; nothing else changes.
-    let _ = rxstamp::enable(&stream);
+    let _ = authswitch::server::rxstamp::enable(&stream);
     let mut stan = StanCounter::for_connection(index, count);
     let sign_on_stan = stan.next_stan();
     let ctx = Context {
@@ -338,7 +338,6 @@ fn fail_pending(shared: &Shared, st: &mut ConnState) {
 }
 
 mod reader;
-mod rxstamp;
 mod writer;
 
 #[cfg(test)]

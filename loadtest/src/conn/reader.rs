@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use authswitch::iso8583::{FrameCodec, FrameError, Message};
+use authswitch::server::rxstamp;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use tokio::net::tcp::OwnedReadHalf;
@@ -14,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::{
-    fail_pending, find_auth, forget, rxstamp, ConnState, OpenAuth, Pending, Shared, OPEN_AUTHS_MAX,
+    fail_pending, find_auth, forget, ConnState, OpenAuth, Pending, Shared, OPEN_AUTHS_MAX,
     READ_BUF_LEN, READ_SPARE_MIN, SWEEP_INTERVAL,
 };
 use crate::mix::Kind;

@@ -1,13 +1,12 @@
-//! When the answers arrived: the kernel's receive timestamps of a connection's reads, so
-//! that the report can say how long answers waited in loadtest's own receive queue.
+//! When the bytes of a read arrived: the kernel's receive timestamps of a TCP socket.
 //!
-//! Latency is measured to the read that returns an answer. Under a heavy offer loadtest shares
-//! its core(s) with its own writers and pacer, and its readers can fall behind: answers then
-//! wait in the socket's receive queue, and that wait is counted against the switch. With
-//! `SO_TIMESTAMPNS` each read (`recvmsg`) also says when the last of the bytes it returns
-//! arrived; every answer that read completes arrived then or earlier, so the read's time less
-//! that stamp is a lower bound of how long each of them waited to be read (`read_lag_us` in
-//! the report). A large read lag says the run measures loadtest as much as the switch.
+//! A request, or an answer, can wait in the kernel's receive queue before its reader gets to
+//! it, and a clock read after the read does not see that wait. With `SO_TIMESTAMPNS` each
+//! read (`recvmsg`) also says when the last of the bytes it returns arrived; every message
+//! that read completes arrived then or earlier, so the read's time less that stamp is a lower
+//! bound of how long each waited to be read. The switch exports it per read
+//! (`authswitch_receive_wait_duration_seconds`); loadtest reports it per answer
+//! (`read_lag_us`), to tell its own lag from the target's latency.
 
 use std::io;
 use std::time::{Duration, SystemTime};
@@ -19,15 +18,16 @@ use tokio::net::TcpStream;
 /// A read lag beyond this is not believed: the wall clock was stepped.
 const LAG_MAX: Duration = Duration::from_secs(10);
 
-/// Asks the kernel to timestamp what the socket receives.
+/// Asks the kernel to timestamp what the socket receives. Set on a listener, the sockets it
+/// accepts inherit it, and the kernel's switch to stamping (deferred a moment after the first
+/// socket asks) is on before any of them reads.
 #[cfg(target_os = "linux")]
-pub fn enable(stream: &TcpStream) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
+pub fn enable<S: std::os::fd::AsRawFd>(socket: &S) -> io::Result<()> {
     let on: libc::c_int = 1;
-    // SAFETY: a valid descriptor (the stream is alive), and an option value of the size given.
+    // SAFETY: a valid descriptor (the socket is alive), and an option value of the size given.
     let rc = unsafe {
         libc::setsockopt(
-            stream.as_raw_fd(),
+            socket.as_raw_fd(),
             libc::SOL_SOCKET,
             libc::SO_TIMESTAMPNS,
             std::ptr::from_ref(&on).cast(),
@@ -42,41 +42,47 @@ pub fn enable(stream: &TcpStream) -> io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn enable(_stream: &TcpStream) -> io::Result<()> {
+pub fn enable<S>(_socket: &S) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "receive timestamps need Linux",
     ))
 }
 
-/// Reads what the socket has into `buf`'s spare capacity (waiting until it has something):
-/// the byte count (0 at end of stream) and, if the kernel stamped them, when the last of
-/// those bytes arrived.
-#[cfg(target_os = "linux")]
+/// Reads what the socket has into `buf`'s spare capacity, waiting until it has something: the
+/// byte count (0 at end of stream) and, if the kernel stamped them, when the last of those
+/// bytes arrived.
 pub async fn read(
     half: &mut OwnedReadHalf,
     buf: &mut BytesMut,
 ) -> io::Result<(usize, Option<SystemTime>)> {
-    use std::os::fd::AsRawFd;
-    let half = &*half;
-    let stream: &TcpStream = half.as_ref();
-    let fd = stream.as_raw_fd();
     loop {
         half.readable().await?;
-        match stream.try_io(tokio::io::Interest::READABLE, || recv(fd, buf)) {
+        match try_read(half, buf) {
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
             read => return read,
         }
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-pub async fn read(
-    half: &mut OwnedReadHalf,
+/// One read without waiting, as `read`; `WouldBlock` when the socket has nothing yet.
+#[cfg(target_os = "linux")]
+pub fn try_read(
+    half: &OwnedReadHalf,
     buf: &mut BytesMut,
 ) -> io::Result<(usize, Option<SystemTime>)> {
-    use tokio::io::AsyncReadExt;
-    half.read_buf(buf).await.map(|n| (n, None))
+    use std::os::fd::AsRawFd;
+    let stream: &TcpStream = half.as_ref();
+    let fd = stream.as_raw_fd();
+    stream.try_io(tokio::io::Interest::READABLE, || recv(fd, buf))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn try_read(
+    half: &OwnedReadHalf,
+    buf: &mut BytesMut,
+) -> io::Result<(usize, Option<SystemTime>)> {
+    half.try_read_buf(buf).map(|n| (n, None))
 }
 
 /// One `recvmsg` into the spare capacity of `buf`.
