@@ -4,7 +4,7 @@
 //! it, and a clock read after the read does not see that wait. With `SO_TIMESTAMPNS` each
 //! read (`recvmsg`) also says when the last of the bytes it returns arrived; every message
 //! that read completes arrived then or earlier, so the read's time less that stamp is a lower
-//! bound of how long each waited to be read. The switch exports it per read
+//! bound of how long each waited to be read. The switch exports it per request frame
 //! (`authswitch_receive_wait_duration_seconds`); loadtest reports it per answer
 //! (`read_lag_us`), to tell its own lag from the target's latency.
 
@@ -14,6 +14,10 @@ use std::time::{Duration, SystemTime};
 use bytes::BytesMut;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
+
+/// Room made for a read into a full buffer.
+#[cfg(target_os = "linux")]
+const SPARE_MIN: usize = 4096;
 
 /// A read lag beyond this is not believed: the wall clock was stepped.
 const LAG_MAX: Duration = Duration::from_secs(10);
@@ -88,6 +92,11 @@ pub fn try_read(
 /// One `recvmsg` into the spare capacity of `buf`.
 #[cfg(target_os = "linux")]
 fn recv(fd: std::os::fd::RawFd, buf: &mut BytesMut) -> io::Result<(usize, Option<SystemTime>)> {
+    // A read into no room would return 0, which means end of stream: make some, as
+    // `BufMut::chunk_mut` does for the plain reads.
+    if buf.capacity() == buf.len() {
+        buf.reserve(SPARE_MIN);
+    }
     let spare = buf.spare_capacity_mut();
     let mut iov = libc::iovec {
         iov_base: spare.as_mut_ptr().cast(),
@@ -120,8 +129,12 @@ fn recv(fd: std::os::fd::RawFd, buf: &mut BytesMut) -> io::Result<(usize, Option
                 && (*header).cmsg_type == libc::SCM_TIMESTAMPNS
             {
                 let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(header).cast());
-                stamp = u64::try_from(ts.tv_sec).ok().and_then(|secs| {
-                    SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, ts.tv_nsec as u32))
+                let secs = u64::try_from(ts.tv_sec).ok();
+                let nanos = u32::try_from(ts.tv_nsec)
+                    .ok()
+                    .filter(|&n| n < 1_000_000_000);
+                stamp = secs.zip(nanos).and_then(|(secs, nanos)| {
+                    SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
                 });
             }
             header = libc::CMSG_NXTHDR(&msg, header);
@@ -195,6 +208,11 @@ mod tests {
         );
         let lag = read_lag(after, Some(stamp)).expect("a lag within bounds");
         assert!(lag >= Duration::from_millis(25), "{lag:?}");
+        // A buffer without room gets some: the bytes are read, not taken for the end.
+        server.write_all(b"more").await.unwrap();
+        let mut full = BytesMut::new();
+        assert_eq!(read(&mut half, &mut full).await.unwrap().0, 4);
+        assert_eq!(&full[..], b"more");
         // End of stream: zero bytes.
         drop(server);
         buf.clear();
