@@ -27,7 +27,7 @@ pub struct ConnStats {
     /// by the switch without a decision).
     pub served_latency_us: Histogram<u64>,
     /// How long answers waited in loadtest's receive queue before it read them (at least):
-    /// empty when the kernel does not stamp reads (`conn::rxstamp`).
+    /// empty when the kernel does not stamp reads (`authswitch::server::rxstamp`).
     pub read_lag_us: Histogram<u64>,
     pub sent: u64,
     pub responses: u64,

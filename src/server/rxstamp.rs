@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
 use tokio::net::tcp::OwnedReadHalf;
+#[cfg(target_os = "linux")]
 use tokio::net::TcpStream;
 
 /// Room made for a read into a full buffer.
@@ -70,6 +71,12 @@ pub async fn read(
 }
 
 /// One read without waiting, as `read`; `WouldBlock` when the socket has nothing yet.
+///
+/// A read that fills less than the room it had drained the socket: as tokio's own reads do,
+/// it then lets tokio clear the socket's readiness (by answering `WouldBlock` to `try_io`,
+/// with the bytes kept aside), so the next read waits for the reactor instead of trying a
+/// `recvmsg` that fails. Tokio clears it only if no readiness came in since it was read,
+/// before the `recvmsg`: nothing that arrives after the read is missed.
 #[cfg(target_os = "linux")]
 pub fn try_read(
     half: &OwnedReadHalf,
@@ -78,7 +85,20 @@ pub fn try_read(
     use std::os::fd::AsRawFd;
     let stream: &TcpStream = half.as_ref();
     let fd = stream.as_raw_fd();
-    stream.try_io(tokio::io::Interest::READABLE, || recv(fd, buf))
+    let mut got = None;
+    let tried = stream.try_io(tokio::io::Interest::READABLE, || {
+        let (n, stamp, room) = recv(fd, buf)?;
+        got = Some((n, stamp));
+        if n > 0 && n < room {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(())
+        }
+    });
+    match got {
+        Some(read) => Ok(read),
+        None => tried.map(|()| (0, None)),
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -89,15 +109,20 @@ pub fn try_read(
     half.try_read_buf(buf).map(|n| (n, None))
 }
 
-/// One `recvmsg` into the spare capacity of `buf`.
+/// One `recvmsg` into the spare capacity of `buf`: the bytes read, their stamp, and the room
+/// there was.
 #[cfg(target_os = "linux")]
-fn recv(fd: std::os::fd::RawFd, buf: &mut BytesMut) -> io::Result<(usize, Option<SystemTime>)> {
+fn recv(
+    fd: std::os::fd::RawFd,
+    buf: &mut BytesMut,
+) -> io::Result<(usize, Option<SystemTime>, usize)> {
     // A read into no room would return 0, which means end of stream: make some, as
     // `BufMut::chunk_mut` does for the plain reads.
     if buf.capacity() == buf.len() {
         buf.reserve(SPARE_MIN);
     }
     let spare = buf.spare_capacity_mut();
+    let room = spare.len();
     let mut iov = libc::iovec {
         iov_base: spare.as_mut_ptr().cast(),
         iov_len: spare.len(),
@@ -125,8 +150,10 @@ fn recv(fd: std::os::fd::RawFd, buf: &mut BytesMut) -> io::Result<(usize, Option
     unsafe {
         let mut header = libc::CMSG_FIRSTHDR(&msg);
         while !header.is_null() {
+            let whole = libc::CMSG_LEN(std::mem::size_of::<libc::timespec>() as u32) as usize;
             if (*header).cmsg_level == libc::SOL_SOCKET
                 && (*header).cmsg_type == libc::SCM_TIMESTAMPNS
+                && (*header).cmsg_len as usize >= whole
             {
                 let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(header).cast());
                 let secs = u64::try_from(ts.tv_sec).ok();
@@ -140,7 +167,7 @@ fn recv(fd: std::os::fd::RawFd, buf: &mut BytesMut) -> io::Result<(usize, Option
             header = libc::CMSG_NXTHDR(&msg, header);
         }
     }
-    Ok((n, stamp))
+    Ok((n, stamp, room))
 }
 
 /// How long before `wall_now` bytes stamped `stamp` arrived: `None` without a stamp, or with
@@ -167,6 +194,7 @@ mod tests {
         assert_eq!(read_lag(wall, Some(wall - LAG_MAX)), Some(LAG_MAX));
     }
 
+    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn reads_carry_the_kernels_arrival_stamp() {
         use tokio::io::AsyncWriteExt;
