@@ -56,31 +56,42 @@ pub fn enable<S>(_socket: &S) -> io::Result<()> {
 
 /// Reads what the socket has into `buf`'s spare capacity, waiting until it has something: the
 /// byte count (0 at end of stream) and, if the kernel stamped them, when the last of those
-/// bytes arrived.
+/// bytes arrived. Like tokio's `read_buf`, a read that fills less than the room it had
+/// drained the socket and clears its readiness, so the next `read` waits for the reactor
+/// rather than trying a `recvmsg` that fails.
 pub async fn read(
     half: &mut OwnedReadHalf,
     buf: &mut BytesMut,
 ) -> io::Result<(usize, Option<SystemTime>)> {
     loop {
         half.readable().await?;
-        match try_read(half, buf) {
+        match try_read_as(half, buf, true) {
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
             read => return read,
         }
     }
 }
 
-/// One read without waiting, as `read`; `WouldBlock` when the socket has nothing yet.
-///
-/// A read that fills less than the room it had drained the socket: as tokio's own reads do,
-/// it then lets tokio clear the socket's readiness (by answering `WouldBlock` to `try_io`,
-/// with the bytes kept aside), so the next read waits for the reactor instead of trying a
-/// `recvmsg` that fails. Tokio clears it only if no readiness came in since it was read,
-/// before the `recvmsg`: nothing that arrives after the read is missed.
-#[cfg(target_os = "linux")]
+/// One read without waiting, as `read`; `WouldBlock` when the socket has nothing. Like tokio's
+/// `try_read_buf`, it keeps the socket's readiness after a short read, so a call right after
+/// tries the socket again: `server::connection` counts on that to tell a reader that keeps up
+/// (it finds the socket empty) from one that does not (`server::backlog`).
 pub fn try_read(
     half: &OwnedReadHalf,
     buf: &mut BytesMut,
+) -> io::Result<(usize, Option<SystemTime>)> {
+    try_read_as(half, buf, false)
+}
+
+/// One read without waiting. With `clear_on_short`, a read that fills less than the room it
+/// had lets tokio clear the socket's readiness (by answering `WouldBlock` to `try_io`, the
+/// bytes kept aside), as tokio's `poll_read` does; tokio clears it only if no readiness came
+/// in since it was read, before the `recvmsg`, so nothing that arrives later is missed.
+#[cfg(target_os = "linux")]
+fn try_read_as(
+    half: &OwnedReadHalf,
+    buf: &mut BytesMut,
+    clear_on_short: bool,
 ) -> io::Result<(usize, Option<SystemTime>)> {
     use std::os::fd::AsRawFd;
     let stream: &TcpStream = half.as_ref();
@@ -89,7 +100,7 @@ pub fn try_read(
     let tried = stream.try_io(tokio::io::Interest::READABLE, || {
         let (n, stamp, room) = recv(fd, buf)?;
         got = Some((n, stamp));
-        if n > 0 && n < room {
+        if clear_on_short && n > 0 && n < room {
             Err(io::ErrorKind::WouldBlock.into())
         } else {
             Ok(())
@@ -102,9 +113,10 @@ pub fn try_read(
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn try_read(
+fn try_read_as(
     half: &OwnedReadHalf,
     buf: &mut BytesMut,
+    _clear_on_short: bool,
 ) -> io::Result<(usize, Option<SystemTime>)> {
     half.try_read_buf(buf).map(|n| (n, None))
 }
