@@ -192,6 +192,21 @@ pub(crate) fn prefetch(p: *const i8) {
 #[inline(always)]
 pub(crate) fn prefetch(_p: *const i8) {}
 
+/// `prefetch` of every cache line that the `bytes` bytes from `first` touch: from the line
+/// holding the first byte (which need not start a line) to the one holding the last.
+#[inline(always)]
+pub(crate) fn prefetch_range(first: *const i8, bytes: usize) {
+    if bytes == 0 {
+        return;
+    }
+    let skew = first as usize % 64;
+    let mut at = 0;
+    while at < skew + bytes {
+        prefetch(first.wrapping_sub(skew).wrapping_add(at));
+        at += 64;
+    }
+}
+
 impl<V> Default for Table<V> {
     fn default() -> Self {
         Table {
@@ -265,12 +280,10 @@ impl<V: Clone> Table<V> {
             #[cfg(not(target_arch = "x86_64"))]
             std::hint::black_box(slot.tag);
         }
-        #[cfg(target_arch = "x86_64")]
         if let Some(Part::Owned(last)) = self.entries.chunks.last() {
             if last.len() < last.capacity() {
                 let first = last.as_ptr().wrapping_add(last.len()).cast::<i8>();
-                prefetch(first);
-                prefetch(first.wrapping_add(std::mem::size_of::<(TxnKey, V)>() - 1));
+                prefetch_range(first, std::mem::size_of::<(TxnKey, V)>());
             }
         }
     }

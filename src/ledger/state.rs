@@ -638,18 +638,7 @@ impl ShardState {
     pub fn warm_new_records(&mut self, n: usize) {
         for (first, count) in self.auths.ahead(n) {
             let bytes = count * std::mem::size_of::<Option<Authorization>>();
-            if bytes == 0 {
-                continue;
-            }
-            // Every cache line the slots touch, from the one holding their first byte (the
-            // chunk need not start on a line) to the one holding their last.
-            let first = first.cast::<i8>();
-            let skew = first as usize % 64;
-            let mut at = 0;
-            while at < skew + bytes {
-                super::keymap::prefetch(first.wrapping_sub(skew).wrapping_add(at));
-                at += 64;
-            }
+            super::keymap::prefetch_range(first.cast(), bytes);
         }
     }
 

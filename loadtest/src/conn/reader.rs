@@ -54,8 +54,15 @@ pub(super) async fn read_loop(
         let (released, done) = {
             let mut st = state.lock();
             let mut released = 0;
-            let at = Arrival { now, lag };
-            let framing = on_frames(shared, &mut st, &mut codec, &mut buf, at, &mut released);
+            let framing = on_frames(
+                shared,
+                &mut st,
+                &mut codec,
+                &mut buf,
+                now,
+                lag,
+                &mut released,
+            );
             released += sweep(shared, &mut st, now);
             if closed || framing.is_err() || st.broken {
                 released += st.pending.len();
@@ -78,23 +85,17 @@ pub(super) async fn read_loop(
     }
 }
 
-/// When a read returned, and how long before that its last bytes arrived (when the kernel
-/// stamped them: `rxstamp`).
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Arrival {
-    pub now: Instant,
-    pub lag: Option<Duration>,
-}
-
+/// Takes the answers complete in `buf`, read at `now`; `lag` is how long before `now` the
+/// read's last bytes arrived, when the kernel stamped them (`rxstamp`).
 pub(super) fn on_frames(
     shared: &Shared,
     st: &mut ConnState,
     codec: &mut FrameCodec,
     buf: &mut BytesMut,
-    at: Arrival,
+    now: Instant,
+    lag: Option<Duration>,
     released: &mut usize,
 ) -> Result<(), FrameError> {
-    let now = at.now;
     while let Some(frame) = codec.decode(buf)? {
         if frame.body.is_empty() {
             continue;
@@ -123,7 +124,7 @@ pub(super) fn on_frames(
         let latency = now.saturating_duration_since(p.measure_from);
         let code = msg.response_code().unwrap_or(OTHER_CODE);
         st.stats.record_response(latency.as_micros() as u64, code);
-        if let Some(lag) = at.lag {
+        if let Some(lag) = lag {
             st.stats.record_read_lag_us(lag.as_micros() as u64);
         }
         st.stats.count_code(code, 1);
