@@ -306,6 +306,25 @@ pub fn wal_verify(dir: &Path) -> Result<(), AppError> {
     crate::ledger::tools::verify(dir).map_err(AppError::Config)
 }
 
+/// `authswitch disk-check`: runs the check, prints its table, and writes the report as JSON
+/// to `json` if asked.
+pub fn disk_check(
+    params: &crate::wal::diskcheck::DiskCheckParams,
+    json: Option<&Path>,
+) -> Result<(), AppError> {
+    let report =
+        crate::wal::diskcheck::run(params).map_err(|error| AppError::Config(error.to_string()))?;
+    print!("{}", report.table());
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report).expect("a report serializes");
+        std::fs::write(path, text + "\n").map_err(|source| AppError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// `authswitch wal dump DIR`.
 pub fn wal_dump(dir: &Path) -> Result<(), AppError> {
     crate::ledger::tools::dump(dir).map_err(AppError::Config)

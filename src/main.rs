@@ -46,6 +46,30 @@ enum Command {
     },
     /// Send one ISO 8583 message to a switch and print the response (PAN masked).
     Send(authswitch::send::SendArgs),
+    /// Measure how long the disk makes a request wait for the WAL (write + fdatasync per
+    /// group commit, one stream per shard), before running a switch on it.
+    DiskCheck {
+        /// TOML configuration file: the data directory and shard count to check.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Directory to write in (default: the configuration's data directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Records per second offered, over all streams.
+        #[arg(long, default_value_t = 50_000)]
+        rate: u64,
+        /// Streams (default: the configuration's shard count).
+        #[arg(long)]
+        streams: Option<u16>,
+        /// Seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        #[arg(long, default_value_t = authswitch::wal::diskcheck::RECORD_BYTES_DEFAULT)]
+        record_bytes: u32,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -96,6 +120,41 @@ fn main() -> ExitCode {
                 WalCommand::Dump { dir } => authswitch::app::wal_dump(&dir),
             };
             match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("authswitch: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::DiskCheck {
+            config,
+            dir,
+            rate,
+            streams,
+            duration,
+            record_bytes,
+            json,
+        } => {
+            let config = match Config::load(config.as_deref(), &Overrides::default()) {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("authswitch: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            let Ok(duration) = std::time::Duration::try_from_secs_f64(duration) else {
+                eprintln!("authswitch: duration must be a positive number of seconds");
+                return ExitCode::from(2);
+            };
+            let params = authswitch::wal::diskcheck::DiskCheckParams {
+                dir: dir.unwrap_or_else(|| config.data_dir.clone()),
+                rate,
+                streams: streams.unwrap_or(config.shard_count() as u16),
+                duration,
+                record_bytes,
+            };
+            match authswitch::app::disk_check(&params, json.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("authswitch: {error}");

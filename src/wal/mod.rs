@@ -20,6 +20,7 @@
 //!    `lsn`, then older segments and snapshots are deleted.
 //! 5. `shutdown()` completes what is queued, syncs and joins.
 
+pub mod diskcheck;
 pub mod file;
 pub mod record;
 pub mod recovery;

@@ -890,8 +890,22 @@ fn prepare_spare(
     stopping: &AtomicBool,
     prefer_direct: bool,
 ) -> io::Result<bool> {
+    if !zero_fill(&dir.join(SPARE_NAME), bytes, stopping, prefer_direct)? {
+        return Ok(false);
+    }
+    sync_dir(dir)?;
+    Ok(true)
+}
+
+/// Creates (or truncates) `path` and writes `bytes` zeros to it as `prepare_spare` says,
+/// ending with an fsync of the file (not of its directory); false if `stopping` cut it short.
+pub(crate) fn zero_fill(
+    path: &Path,
+    bytes: u64,
+    stopping: &AtomicBool,
+    prefer_direct: bool,
+) -> io::Result<bool> {
     use std::os::unix::fs::FileExt;
-    let path = dir.join(SPARE_NAME);
     // `truncate` false reopens the spare to carry on where it is.
     let open = |direct: bool, truncate: bool| {
         let mut options = fs::OpenOptions::new();
@@ -903,7 +917,7 @@ fn prepare_spare(
         }
         #[cfg(not(target_os = "linux"))]
         let _ = direct;
-        options.open(&path)
+        options.open(path)
     };
     // EINVAL is how Linux file systems refuse O_DIRECT; some FUSE ones say EOPNOTSUPP.
     let refused = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP));
@@ -949,7 +963,6 @@ fn prepare_spare(
         std::thread::sleep(SPARE_PACE);
     }
     file.sync_all()?;
-    sync_dir(dir)?;
     Ok(true)
 }
 
