@@ -344,3 +344,40 @@ fn set_number_zero_pads_fixed_fields_and_not_variable_ones() {
     expected.extend_from_slice(b"0000420512345001");
     assert_eq!(&out[..], &expected[..]);
 }
+
+#[test]
+fn decode_structure_skips_only_the_characters_of_values() {
+    let format = WireFormat::default();
+    // A bad digit in DE4 and a control character in DE41: `decode` refuses the message,
+    // `decode_structure` takes it and every field reads where it lies.
+    let body = ascii(
+        b"0110",
+        &[
+            (4, b"00000001234X"),
+            (11, b"123456"),
+            (39, b"00"),
+            (41, b"TERM\x01001"),
+        ],
+    );
+    assert!(matches!(
+        Message::decode(body.clone(), &format),
+        Err(DecodeError::BadValue { field: 4, .. })
+    ));
+    let message = Message::decode_structure(body, &format).unwrap();
+    assert_eq!(message.mti(), Mti::new(110));
+    assert_eq!(message.stan(), Some(123456));
+    assert_eq!(message.response_code(), Some(*b"00"));
+    assert_eq!(message.raw(41), Some(&b"TERM\x01001"[..]));
+    // The amount's view parses what it reads, so a bad digit reads as no amount.
+    assert_eq!(message.amount_transaction(), None);
+    // The structure is still checked: a field cut short, and bytes after the last field.
+    let short = ascii(b"0110", &[(11, b"1234")]);
+    assert!(Message::decode_structure(short, &format).is_err());
+    let trailing = ascii(b"0110", &[(11, b"123456"), (39, b"00")]);
+    let mut extra = trailing.to_vec();
+    extra.push(b'9');
+    assert_eq!(
+        Message::decode_structure(Bytes::from(extra), &format).unwrap_err(),
+        DecodeError::TrailingBytes { count: 1 }
+    );
+}

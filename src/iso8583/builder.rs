@@ -260,19 +260,36 @@ fn write_number(
         });
     }
     if spec.length != LengthKind::Fixed {
-        return write_checked(spec, charset, &digits[U64_DIGITS_MAX - count..], out);
+        write_digits(spec, charset, &digits[U64_DIGITS_MAX - count..], out);
+        return Ok(());
     }
     // Fixed fields are zero-padded; the longest (DE90, 42) exceeds u64 digits.
     if max <= PADDED_NUMBER_LEN_MAX {
         let mut padded = [b'0'; PADDED_NUMBER_LEN_MAX];
         let tail = max.min(U64_DIGITS_MAX);
         padded[max - tail..max].copy_from_slice(&digits[U64_DIGITS_MAX - tail..]);
-        return write_checked(spec, charset, &padded[..max], out);
+        write_digits(spec, charset, &padded[..max], out);
+        return Ok(());
     }
     let mut padded = [b'0'; FIELD_LEN_MAX];
     let tail = max.min(U64_DIGITS_MAX);
     padded[max - tail..max].copy_from_slice(&digits[U64_DIGITS_MAX - tail..]);
-    write_checked(spec, charset, &padded[..max], out)
+    write_digits(spec, charset, &padded[..max], out);
+    Ok(())
+}
+
+/// Writes the digits `write_number` made, without validating them again: digits are valid in
+/// every type it writes numbers to, and it has checked they fit (a fixed field gets exactly
+/// its length). `write_checked` walked each of them once more, for a fifth of a generator's
+/// request building.
+fn write_digits(spec: &FieldSpec, charset: Charset, digits: &[u8], out: &mut BytesMut) {
+    debug_assert!(check_ascii(spec.field_type, digits).is_ok());
+    debug_assert!(
+        digits.len() <= spec.len_max as usize
+            && (spec.length != LengthKind::Fixed || digits.len() == spec.len_max as usize)
+    );
+    write_prefix(spec, charset, digits.len(), out);
+    write_value(spec, charset, digits, out);
 }
 
 /// Writes a value copied from a message in another charset, through its logical form.

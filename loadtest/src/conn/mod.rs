@@ -169,6 +169,8 @@ struct ConnState {
     writer_done: bool,
     broken: bool,
     last_response: Option<Instant>,
+    /// Answers decoded so far, for `reader::CHECK_VALUES_EVERY`.
+    answers_decoded: u64,
 }
 
 /// Connects, signs on (0800 DE70=001) and waits for the 0810 with DE39=00.

@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::time::Instant;
 
-use super::reader::{apply, sweep};
+use super::reader::{apply, on_frames, sweep, CHECK_VALUES_EVERY};
 use super::writer::{plan_follow_up, Planned};
 use super::{Budget, ConnState, OpenAuth, Pending, Shared};
 use crate::cli::Mode;
@@ -263,4 +263,52 @@ fn budget_hands_out_what_is_left() {
     assert_eq!(budget.claim(3), 2);
     assert_eq!(budget.claim(3), 0);
     assert_eq!(Budget::new(None).claim(256), 256);
+}
+
+#[test]
+fn answers_are_checked_whole_in_a_sample_and_by_structure_otherwise() {
+    let shared = shared();
+    let format = WireFormat::default();
+    let mut codec = authswitch::iso8583::FrameCodec::new(&format, FRAME_LEN_MAX_DEFAULT);
+    let mut st = ConnState::default();
+    let mut buf = BytesMut::new();
+    // CHECK_VALUES_EVERY + 1 answers, each with a control character in DE41: the first and
+    // the last are decoded with their values checked, and count as errors.
+    let n = CHECK_VALUES_EVERY as u32 + 1;
+    for stan in 1..=n {
+        st.pending.insert(stan, pending(Kind::Auth, 0, 100));
+        let mut body = BytesMut::new();
+        MessageBuilder::new(Mti::new(110))
+            .set_number(11, stan.into())
+            .set_text(39, b"00")
+            .set_text(41, b"TERM0001")
+            .encode(&format, &mut body)
+            .unwrap();
+        let at = body.windows(8).position(|w| w == b"TERM0001").unwrap();
+        body[at + 4] = 0x01;
+        codec
+            .write_frame(None, &mut buf, |out| {
+                out.extend_from_slice(&body);
+                Ok::<(), authswitch::iso8583::FrameError>(())
+            })
+            .unwrap();
+    }
+    let mut released = 0;
+    on_frames(
+        &shared,
+        &mut st,
+        &mut codec,
+        &mut buf,
+        Instant::now(),
+        None,
+        &mut released,
+    )
+    .unwrap();
+    assert_eq!(st.stats.errors, 2);
+    assert_eq!(st.stats.responses, u64::from(n) - 2);
+    assert_eq!(released, n as usize - 2);
+    // The two refused answers are still pending (they time out); the others were matched.
+    assert_eq!(st.pending.len(), 2);
+    assert!(st.pending.contains_key(&1) && st.pending.contains_key(&n));
+    assert!(buf.is_empty());
 }
