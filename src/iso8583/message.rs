@@ -124,15 +124,7 @@ impl Iterator for FieldIter {
 impl Message {
     /// Decodes and validates a whole message body (MTI onwards).
     pub fn decode(body: Bytes, format: &WireFormat) -> Result<Message, DecodeError> {
-        let mut spans = [Span::default(); FIELD_NUMBER_MAX as usize + 1];
-        let (mti, bitmap) = decode_spans::<true>(&body, format, &mut spans)?;
-        Ok(Message {
-            body,
-            charset: format.charset,
-            mti,
-            bitmap,
-            spans,
-        })
+        Self::decode_checking::<true>(body, format)
     }
 
     /// `decode` without the character checks of the values: the MTI, the bitmaps, every
@@ -141,8 +133,18 @@ impl Message {
     /// matches answers and reads only a few fields, through views that parse what they read
     /// (loadtest, which samples its answers with `decode`); never for what the switch acts on.
     pub fn decode_structure(body: Bytes, format: &WireFormat) -> Result<Message, DecodeError> {
+        Self::decode_checking::<false>(body, format)
+    }
+
+    /// Inlined into both: it returns a message of about 1 KiB by value, which a call would
+    /// copy once more.
+    #[inline(always)]
+    fn decode_checking<const CHECK_VALUES: bool>(
+        body: Bytes,
+        format: &WireFormat,
+    ) -> Result<Message, DecodeError> {
         let mut spans = [Span::default(); FIELD_NUMBER_MAX as usize + 1];
-        let (mti, bitmap) = decode_spans::<false>(&body, format, &mut spans)?;
+        let (mti, bitmap) = decode_spans::<CHECK_VALUES>(&body, format, &mut spans)?;
         Ok(Message {
             body,
             charset: format.charset,
