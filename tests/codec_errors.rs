@@ -381,3 +381,58 @@ fn decode_structure_skips_only_the_characters_of_values() {
         DecodeError::TrailingBytes { count: 1 }
     );
 }
+
+#[test]
+fn a_number_encodes_as_its_zero_padded_digits_set_as_text_in_every_charset() {
+    use authswitch::iso8583::{dictionary, FieldType, LengthKind};
+    // `set_number` writes its digits unchecked; `set_text` checks them. For every field that
+    // takes numbers, in every charset, both must put the same bytes on the wire.
+    let values = [0u64, 7, 42, 123_456, 999_999_999_999, u64::MAX];
+    let mut compared = 0;
+    for charset in [Charset::Ascii, Charset::Ebcdic, Charset::Bcd] {
+        let format = WireFormat {
+            charset,
+            ..WireFormat::default()
+        };
+        for field in 2..=128u8 {
+            let Some(spec) = dictionary().field(field) else {
+                continue;
+            };
+            if field == 65
+                || !matches!(
+                    spec.field_type,
+                    FieldType::Numeric | FieldType::AlphaNumeric | FieldType::AlphaNumericSpecial
+                )
+            {
+                continue;
+            }
+            for value in values {
+                let digits = value.to_string();
+                let max = spec.len_max as usize;
+                if digits.len() > max {
+                    continue;
+                }
+                let text = if spec.length == LengthKind::Fixed {
+                    format!("{value:0>max$}")
+                } else {
+                    digits
+                };
+                let encode = |builder: &mut MessageBuilder| {
+                    let mut out = BytesMut::new();
+                    builder.encode(&format, &mut out).map(|()| out)
+                };
+                let mut by_number = MessageBuilder::new(Mti::new(110));
+                by_number.set_number(field, value);
+                let mut by_text = MessageBuilder::new(Mti::new(110));
+                by_text.set_text(field, text.as_bytes());
+                assert_eq!(
+                    encode(&mut by_number).unwrap(),
+                    encode(&mut by_text).unwrap(),
+                    "DE{field} {value} in {charset:?}"
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 300, "{compared}");
+}

@@ -74,7 +74,7 @@ fn bad_parameters_are_refused_with_the_reason() {
     );
     let out = disk_check(&["--dir", path, "--streams", "0", "--duration", "1"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("streams must be 1 to 64"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("streams must be 1 to 256"));
     let out = disk_check(&["--dir", path, "--duration=-1"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("duration must be"));

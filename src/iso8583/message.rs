@@ -41,7 +41,8 @@ pub struct Message {
 
 /// Reads the MTI and bitmaps of `body`, then every field the bitmap names, recording each
 /// one's span in `spans` (fields absent from the bitmap are left as they are). Validates
-/// lengths and characters, and that nothing follows the last field.
+/// lengths, that nothing follows the last field, and with `CHECK_VALUES` the characters of
+/// every value.
 fn decode_spans<const CHECK_VALUES: bool>(
     body: &[u8],
     format: &WireFormat,
@@ -131,7 +132,9 @@ impl Message {
     /// field's length and place, and that nothing follows the last field are checked as
     /// `decode` checks them, but not what each value is made of. For a reader that counts and
     /// matches answers and reads only a few fields, through views that parse what they read
-    /// (loadtest, which samples its answers with `decode`); never for what the switch acts on.
+    /// (loadtest, which samples its answers with `decode`); never for what the switch acts on,
+    /// nor for a message whose fields `MessageBuilder::copy_from` is to echo (it copies them
+    /// as checked values, without checking them again).
     pub fn decode_structure(body: Bytes, format: &WireFormat) -> Result<Message, DecodeError> {
         Self::decode_checking::<false>(body, format)
     }

@@ -197,15 +197,17 @@ async fn read_loop(
             // reached (`server::overload`; the cap is the bound otherwise).
             let in_flight = in_flight_max - permits.available_permits().min(in_flight_max);
             let frame = if cap.reached(now, in_flight, in_flight_max) {
-                match answer_at_door_waiting(frame, &door, &tx, pool, shared, &handles().cap_shed)
-                    .await
-                {
-                    Ok(Some(frame)) => {
-                        arrived = Instant::now();
-                        read_at = arrived;
+                let shed = &handles().cap_shed;
+                match answer_at_door_waiting(frame, now, &door, &tx, pool, shared, shed).await {
+                    Ok((Some(frame), after)) => {
+                        arrived = after;
+                        read_at = after;
                         frame
                     }
-                    Ok(None) => continue,
+                    Ok((None, after)) => {
+                        read_at = after;
+                        continue;
+                    }
                     Err(()) => return "closed",
                 }
             } else {
@@ -242,7 +244,11 @@ async fn read_loop(
                             read_at = arrived;
                             frame
                         }
-                        Admit::Answered => continue,
+                        Admit::Answered => {
+                            // It waited (for `DOOR_AFTER` at least): the clock moved on.
+                            read_at = Instant::now();
+                            continue;
+                        }
                         Admit::Closed => return "closed",
                     }
                 }
@@ -395,18 +401,29 @@ fn answer_in_slot(
 /// Answers a frame at the door (`answer_at_door`, counted in `shed`), waiting for a door slot
 /// if none is free (they come back as the writer writes the answers, or never when the peer
 /// does not read them: backpressure). The frame comes back when it is to take the ordinary
-/// path instead; `Err` when the connection is closing.
+/// path instead; `Err` when the connection is closing. Also returns the time after the wait:
+/// `arrived` when a slot was free at once, the clock's reading after waiting for one.
 async fn answer_at_door_waiting(
     frame: crate::iso8583::Frame,
+    arrived: Instant,
     door: &Semaphore,
     tx: &mpsc::Sender<Outgoing>,
     pool: &MessagePool,
     shared: &Shared,
     shed: &metrics::Counter,
-) -> Result<Option<crate::iso8583::Frame>, ()> {
-    let slot = door.acquire().await.map_err(|_| ())?;
-    let arrived = Instant::now();
-    Ok(answer_in_slot(slot, frame, arrived, tx, pool, shared, shed))
+) -> Result<(Option<crate::iso8583::Frame>, Instant), ()> {
+    let (slot, after) = match door.try_acquire() {
+        Ok(slot) => (slot, arrived),
+        Err(TryAcquireError::Closed) => return Err(()),
+        Err(TryAcquireError::NoPermits) => {
+            let slot = door.acquire().await.map_err(|_| ())?;
+            (slot, Instant::now())
+        }
+    };
+    Ok((
+        answer_in_slot(slot, frame, after, tx, pool, shared, shed),
+        after,
+    ))
 }
 
 /// Waits for a permit until the connection has been at its bound for `DOOR_AFTER`; from then

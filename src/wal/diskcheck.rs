@@ -16,7 +16,7 @@
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -33,14 +33,14 @@ pub const BATCH_RECORDS_MAX: u64 = 1024;
 /// The mean size of an authorization's WAL record (`authswitch_wal_bytes_total` over
 /// records in a closed-loop run of the default mix, 2026-12-07).
 pub const RECORD_BYTES_DEFAULT: u32 = 144;
-/// Largest file a stream may ask for.
-pub const STREAM_BYTES_MAX: u64 = 4 << 30;
+/// Most bytes the files of all streams may take together.
+pub const TOTAL_BYTES_MAX: u64 = 4 << 30;
 /// Longest run.
 pub const DURATION_MAX: Duration = Duration::from_secs(3600);
-/// Most streams (the switch's most shards).
-pub const STREAMS_MAX: u16 = 64;
-/// Largest record.
-pub const RECORD_BYTES_MAX: u32 = 64 * 1024;
+/// Most streams: the switch's most shards.
+pub const STREAMS_MAX: u16 = crate::config::SHARDS_MAX as u16;
+/// Largest record (a stream's buffer holds `BATCH_RECORDS_MAX` of them).
+pub const RECORD_BYTES_MAX: u32 = 4096;
 
 #[derive(Debug, Clone)]
 pub struct DiskCheckParams {
@@ -88,8 +88,12 @@ impl Quantiles {
 pub struct DiskCheckReport {
     pub dir: PathBuf,
     pub streams: u16,
+    /// Records per second offered: the rate asked for, less what does not divide evenly
+    /// among the streams.
     pub rate_per_s: u64,
     pub duration_s: f64,
+    /// How long the slowest stream took (past `duration_s` when the disk fell behind).
+    pub elapsed_s: f64,
     pub record_bytes: u32,
     /// Records made durable (all that were offered unless `fell_behind`).
     pub records: u64,
@@ -104,8 +108,8 @@ pub struct DiskCheckReport {
     pub commit_wait_us: Quantiles,
 }
 
-/// Records of one stream and its arrival interval, or why the parameters cannot run.
-fn plan(params: &DiskCheckParams) -> Result<(u64, Duration), DiskCheckError> {
+/// Records of one stream and its rate a second, or why the parameters cannot run.
+fn plan(params: &DiskCheckParams) -> Result<(u64, u64), DiskCheckError> {
     let invalid = |m: String| Err(DiskCheckError::Invalid(m));
     if params.streams == 0 || params.streams > STREAMS_MAX {
         return invalid(format!("streams must be 1 to {STREAMS_MAX}"));
@@ -127,16 +131,13 @@ fn plan(params: &DiskCheckParams) -> Result<(u64, Duration), DiskCheckError> {
         ));
     }
     let records = (per_stream as f64 * params.duration.as_secs_f64()).ceil() as u64;
-    let bytes = stream_bytes(records, params.record_bytes);
-    if bytes > STREAM_BYTES_MAX {
+    let bytes = stream_bytes(records, params.record_bytes).saturating_mul(params.streams.into());
+    if bytes > TOTAL_BYTES_MAX {
         return invalid(format!(
-            "each stream would write {bytes} bytes, more than {STREAM_BYTES_MAX}: lower the rate or the duration"
+            "the streams would write {bytes} bytes, more than {TOTAL_BYTES_MAX}: lower the rate or the duration"
         ));
     }
-    Ok((
-        records.max(1),
-        Duration::from_nanos(1_000_000_000 / per_stream),
-    ))
+    Ok((records.max(1), per_stream))
 }
 
 /// The file a stream needs: its records end to end, rounded up to a page for the padding.
@@ -149,21 +150,23 @@ pub fn overrun_limit(duration: Duration) -> Duration {
     duration * 2 + Duration::from_secs(5)
 }
 
-/// Arrivals due by `elapsed` (the k-th arrives at `k * interval`, from 0), at most `records`.
-fn due(elapsed: Duration, interval: Duration, records: u64) -> u64 {
-    let arrived = elapsed.as_nanos() / interval.as_nanos().max(1) + 1;
+/// Arrivals due by `elapsed` at `rate` a second (the k-th at `k / rate` s, from 0), at most
+/// `records`.
+fn due(elapsed: Duration, rate: u64, records: u64) -> u64 {
+    let arrived = elapsed.as_nanos() * u128::from(rate) / 1_000_000_000 + 1;
     (arrived.min(u128::from(records))) as u64
 }
 
-/// When the k-th arrival is due, from the start (`plan` bounds `interval` to a second and k
-/// to 2^32, so the product fits).
-fn arrival(interval: Duration, k: u64) -> Duration {
-    Duration::from_nanos((interval.as_nanos() as u64).saturating_mul(k))
+/// When the k-th arrival is due, from the start, at `rate` a second.
+fn arrival(rate: u64, k: u64) -> Duration {
+    let nanos = u128::from(k) * 1_000_000_000 / u128::from(rate.max(1));
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
 struct StreamResult {
     records: u64,
     syncs: u64,
+    elapsed: Duration,
     sync: Histogram<u64>,
     wait: Histogram<u64>,
     fell_behind: bool,
@@ -179,14 +182,13 @@ fn micros(d: Duration) -> u64 {
 }
 
 fn stream(
-    path: &Path,
+    mut file: RealFile,
     records: u64,
-    interval: Duration,
+    rate: u64,
     record_bytes: u32,
     limit: Duration,
     start: &Barrier,
 ) -> io::Result<StreamResult> {
-    let mut file = RealFile::open_padded(path)?;
     // Not zeros: a disk or host that skips zero pages would flatter the check.
     let batch_bytes = (BATCH_RECORDS_MAX * u64::from(record_bytes)) as usize;
     let data: Vec<u8> = (0..batch_bytes).map(|i| (i % 251) as u8 | 1).collect();
@@ -204,9 +206,9 @@ fn stream(
             fell_behind = true;
             break;
         }
-        let arrived = due(elapsed, interval, records);
+        let arrived = due(elapsed, rate, records);
         if arrived == committed {
-            std::thread::sleep(arrival(interval, committed).saturating_sub(elapsed));
+            std::thread::sleep(arrival(rate, committed).saturating_sub(elapsed));
             continue;
         }
         let n = (arrived - committed).min(BATCH_RECORDS_MAX);
@@ -221,7 +223,7 @@ fn stream(
         sync.record(micros(end - begun))
             .expect("clamped into the bounds");
         for k in committed..committed + n {
-            let arrived_at = t0 + arrival(interval, k);
+            let arrived_at = t0 + arrival(rate, k);
             wait.record(micros(end.saturating_duration_since(arrived_at)))
                 .expect("clamped into the bounds");
         }
@@ -232,91 +234,102 @@ fn stream(
     Ok(StreamResult {
         records: committed,
         syncs,
+        elapsed: t0.elapsed(),
         sync,
         wait,
         fell_behind,
     })
 }
 
-/// Runs the check: prepares one zero-filled file per stream in `params.dir`, runs the streams
-/// together, removes the files, and reports.
-pub fn run(params: &DiskCheckParams) -> Result<DiskCheckReport, DiskCheckError> {
-    let (records, interval) = plan(params)?;
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| DiskCheckError::Io { path, source }
-    };
-    fs::create_dir_all(&params.dir).map_err(io_err(&params.dir))?;
-    let paths: Vec<PathBuf> = (0..params.streams)
-        .map(|i| params.dir.join(format!("disk-check-{i:02}.tmp")))
-        .collect();
-    let result = run_streams(params, &paths, records, interval);
-    for path in &paths {
-        let _ = fs::remove_file(path);
+/// Removes the check's files however the check ends.
+struct Cleanup(Vec<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = fs::remove_file(path);
+        }
     }
-    let results = result?;
+}
+
+/// Runs the check: prepares one zero-filled file per stream in `params.dir` (named after this
+/// process, so that two checks in one directory keep apart), runs the streams together,
+/// removes the files, and reports.
+pub fn run(params: &DiskCheckParams) -> Result<DiskCheckReport, DiskCheckError> {
+    let (records, per_stream) = plan(params)?;
+    fs::create_dir_all(&params.dir).map_err(|source| DiskCheckError::Io {
+        path: params.dir.clone(),
+        source,
+    })?;
+    let pid = std::process::id();
+    let cleanup = Cleanup(
+        (0..params.streams)
+            .map(|i| params.dir.join(format!("disk-check-{pid}-{i:02}.tmp")))
+            .collect(),
+    );
+    // Every file is made and opened before any stream starts: a stream cannot fail before
+    // the start the others wait for.
+    let stopping = AtomicBool::new(false);
+    let bytes = stream_bytes(records, params.record_bytes);
+    let mut files = Vec::with_capacity(cleanup.0.len());
+    for path in &cleanup.0 {
+        let io_err = |source| DiskCheckError::Io {
+            path: path.clone(),
+            source,
+        };
+        let prepared = zero_fill(path, bytes, &stopping, true).map_err(io_err)?;
+        debug_assert!(prepared, "nothing stops the check's zero fill");
+        files.push(RealFile::open_padded(path).map_err(io_err)?);
+    }
+    let start = Arc::new(Barrier::new(files.len()));
+    let limit = overrun_limit(params.duration);
+    let record_bytes = params.record_bytes;
+    let handles: Vec<_> = files
+        .into_iter()
+        .map(|file| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                stream(file, records, per_stream, record_bytes, limit, &start)
+            })
+        })
+        .collect();
+    // Every stream is joined before any error is returned.
+    let results: Vec<_> = handles
+        .into_iter()
+        .map(|handle| handle.join().expect("a disk-check stream panicked"))
+        .collect();
     let (mut sync, mut wait) = (histogram(), histogram());
     let (mut committed, mut syncs, mut fell_behind) = (0u64, 0u64, false);
-    for r in &results {
+    let mut elapsed = Duration::ZERO;
+    for (result, path) in results.into_iter().zip(&cleanup.0) {
+        let r = result.map_err(|source| DiskCheckError::Io {
+            path: path.clone(),
+            source,
+        })?;
         sync.add(&r.sync).expect("same bounds");
         wait.add(&r.wait).expect("same bounds");
         committed += r.records;
         syncs += r.syncs;
         fell_behind |= r.fell_behind;
+        elapsed = elapsed.max(r.elapsed);
     }
-    let seconds = params.duration.as_secs_f64();
+    drop(cleanup);
+    let elapsed_s = elapsed.as_secs_f64().max(1e-9);
     Ok(DiskCheckReport {
         dir: params.dir.clone(),
         streams: params.streams,
-        rate_per_s: params.rate,
-        duration_s: seconds,
+        rate_per_s: per_stream * u64::from(params.streams),
+        duration_s: params.duration.as_secs_f64(),
+        elapsed_s,
         record_bytes: params.record_bytes,
         records: committed,
         syncs,
-        syncs_per_s: syncs as f64 / seconds,
+        syncs_per_s: syncs as f64 / elapsed_s,
         batch_records_mean: committed as f64 / syncs.max(1) as f64,
         fell_behind,
         sync_us: Quantiles::of(&sync),
         commit_wait_us: Quantiles::of(&wait),
     })
-}
-
-fn run_streams(
-    params: &DiskCheckParams,
-    paths: &[PathBuf],
-    records: u64,
-    interval: Duration,
-) -> Result<Vec<StreamResult>, DiskCheckError> {
-    let stopping = AtomicBool::new(false);
-    let bytes = stream_bytes(records, params.record_bytes);
-    for path in paths {
-        let prepared =
-            zero_fill(path, bytes, &stopping, true).map_err(|source| DiskCheckError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        debug_assert!(prepared, "nothing stops the check's zero fill");
-    }
-    let start = Arc::new(Barrier::new(paths.len()));
-    let limit = overrun_limit(params.duration);
-    let handles: Vec<_> = paths
-        .iter()
-        .cloned()
-        .map(|path| {
-            let start = start.clone();
-            let record_bytes = params.record_bytes;
-            std::thread::spawn(move || {
-                let result = stream(&path, records, interval, record_bytes, limit, &start);
-                (path, result)
-            })
-        })
-        .collect();
-    let mut results = Vec::with_capacity(handles.len());
-    for handle in handles {
-        let (path, result) = handle.join().expect("a disk-check stream panicked");
-        results.push(result.map_err(|source| DiskCheckError::Io { path, source })?);
-    }
-    Ok(results)
 }
 
 impl DiskCheckReport {
@@ -361,6 +374,7 @@ impl DiskCheckReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn params(dir: &Path) -> DiskCheckParams {
         DiskCheckParams {
@@ -375,11 +389,15 @@ mod tests {
     #[test]
     fn arrivals_are_counted_from_the_first_at_time_zero() {
         let ms = Duration::from_millis;
-        assert_eq!(due(ms(0), ms(1), 100), 1);
-        assert_eq!(due(ms(9), ms(1), 100), 10);
-        assert_eq!(due(Duration::from_micros(9_999), ms(1), 100), 10);
-        assert_eq!(due(ms(10), ms(1), 100), 11);
-        assert_eq!(due(ms(500), ms(1), 100), 100);
+        assert_eq!(due(ms(0), 1000, 100), 1);
+        assert_eq!(due(ms(9), 1000, 100), 10);
+        assert_eq!(due(Duration::from_micros(9_999), 1000, 100), 10);
+        assert_eq!(due(ms(10), 1000, 100), 11);
+        assert_eq!(due(ms(500), 1000, 100), 100);
+        // A rate that does not divide a second: the third of 3 a second is due at 2/3 s.
+        assert_eq!(arrival(3, 2), Duration::from_nanos(666_666_666));
+        assert_eq!(due(Duration::from_nanos(666_666_666), 3, 10), 2);
+        assert_eq!(due(Duration::from_nanos(666_666_667), 3, 10), 3);
     }
 
     #[test]
@@ -417,7 +435,13 @@ mod tests {
             ..ok.clone()
         };
         assert!(refused(huge).contains("bytes"));
-        assert_eq!(plan(&ok).unwrap(), (500, Duration::from_millis(1)));
+        assert_eq!(plan(&ok).unwrap(), (500, 1000));
+        // What does not divide among the streams is not offered.
+        let odd = DiskCheckParams {
+            rate: 2001,
+            ..ok.clone()
+        };
+        assert_eq!(plan(&odd).unwrap(), (500, 1000));
     }
 
     #[test]
@@ -434,8 +458,15 @@ mod tests {
         let (s, w) = (report.sync_us, report.commit_wait_us);
         assert!(s.p50 <= s.p99 && s.p99 <= s.max);
         assert!(w.p50 <= w.p99 && w.p99 <= w.max);
-        // A record waits at least for the sync that makes it durable.
-        assert!(w.max >= s.p50);
+        // A record waits at least for the sync that makes it durable: those of the slowest
+        // sync wait at least as long as it took.
+        assert!(w.max >= s.max, "{w:?} {s:?}");
+        assert_eq!(report.rate_per_s, 2000);
+        assert!(
+            report.elapsed_s >= 0.49 && report.elapsed_s < 5.0,
+            "{}",
+            report.elapsed_s
+        );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
         let table = report.table();
         assert!(table.contains("records durable 1000, syncs"), "{table}");

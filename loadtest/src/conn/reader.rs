@@ -85,17 +85,18 @@ pub(super) async fn read_loop(
     }
 }
 
-/// Takes the answers complete in `buf`, read at `now`; `lag` is how long before `now` the
-/// read's last bytes arrived, when the kernel stamped them (`rxstamp`).
-/// One answer in this many, the first included, is decoded with the characters of every value
-/// checked (`Message::decode`); the others with their structure checked (MTI, bitmaps, every
-/// field's length and place, nothing trailing) and only the fields loadtest reads parsed
-/// (`Message::decode_structure`). A switch that sends bad characters still shows in the
-/// errors, from its first answer on each connection, and loadtest's core goes to offering
-/// the load: in `scripts/overload` (600 000 answers a second on loadtest's one core) the
-/// answers waited milliseconds in its receive queues while it checked every byte of each.
+/// One answer in this many, the first on each connection included, is decoded with the
+/// characters of every value checked (`Message::decode`); the others with their structure
+/// checked (MTI, bitmaps, every field's length and place, nothing trailing) and only the
+/// fields loadtest reads parsed (`Message::decode_structure`). A switch that sends bad
+/// characters still shows in the errors, with about one in this many of its bad answers, and
+/// loadtest's core goes to offering the load: in `scripts/overload` (600 000 answers a second
+/// on loadtest's one core) the answers waited milliseconds in its receive queues while it
+/// checked every byte of each.
 pub(super) const CHECK_VALUES_EVERY: u64 = 16;
 
+/// Takes the answers complete in `buf`, read at `now`; `lag` is how long before `now` the
+/// read's last bytes arrived, when the kernel stamped them (`rxstamp`).
 pub(super) fn on_frames(
     shared: &Shared,
     st: &mut ConnState,
