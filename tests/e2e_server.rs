@@ -400,3 +400,45 @@ fn the_configured_authorization_cap_bounds_each_shard() {
     assert_eq!(de39(&client.call(&auth_0100(PAN, 100, 4))), "91");
     assert_eq!(switch.balance(&account), (9_700, 300, 0));
 }
+
+/// `ledger.shard_slice_us` reaches the shard threads' scheduler slice (Linux 6.12 and later
+/// show it as `se.slice` in `/proc/<pid>/task/<tid>/sched`); the I/O threads keep the default.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_shard_threads_take_the_configured_scheduler_slice() {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut version = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    if (version.next().unwrap_or(0), version.next().unwrap_or(0)) < (6, 12) {
+        eprintln!("kernel {release}: no per-thread slices to check");
+        return;
+    }
+    let slice_of = |switch: &Switch, name: &str| -> Vec<u64> {
+        let tasks = format!("/proc/{}/task", switch.pid());
+        let mut slices = Vec::new();
+        for task in std::fs::read_dir(tasks).unwrap() {
+            let dir = task.unwrap().path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if !comm.trim().starts_with(name) {
+                continue;
+            }
+            let sched = std::fs::read_to_string(dir.join("sched")).unwrap();
+            let line = sched.lines().find(|l| l.starts_with("se.slice")).unwrap();
+            slices.push(line.split(':').nth(1).unwrap().trim().parse().unwrap());
+        }
+        slices
+    };
+    let switch = Switch::start("[ledger]\nshards = 2\nshard_slice_us = 250\n");
+    assert_eq!(slice_of(&switch, "shard-"), vec![250_000, 250_000]);
+    let io = slice_of(&switch, "authswitch-io");
+    assert!(!io.is_empty() && io.iter().all(|&s| s != 250_000), "{io:?}");
+    assert!(switch.stop().success());
+    // By default the shard threads keep the kernel's slice.
+    let switch = Switch::start("[ledger]\nshards = 2\n");
+    let default = slice_of(&switch, "shard-");
+    assert_eq!(default.len(), 2);
+    assert!(default.iter().all(|&s| s != 250_000), "{default:?}");
+    assert!(switch.stop().success());
+}

@@ -17,6 +17,7 @@ pub mod records;
 pub mod router;
 pub mod runtime;
 pub mod shard;
+mod slice;
 pub mod state;
 pub mod testkit;
 pub mod tools;

@@ -392,9 +392,18 @@ fn start_shard(
     };
     let thread_stats = stats.clone();
     let health = writer.health();
+    let slice = Duration::from_micros(config.ledger.shard_slice_us);
     let thread = std::thread::Builder::new()
         .name(format!("shard-{shard}"))
-        .spawn(move || shard::run(state, rx, writer, next_lsn, params, thread_stats))
+        .spawn(move || {
+            if !slice.is_zero() {
+                if let Err(error) = crate::ledger::slice::set_fair_slice(slice) {
+                    tracing::warn!(shard, %error, "cannot set the shard thread's scheduler \
+                        slice; it keeps the kernel's default");
+                }
+            }
+            shard::run(state, rx, writer, next_lsn, params, thread_stats)
+        })
         .map_err(|source| StartError::Io {
             path: cfg.dir.clone(),
             source,
