@@ -413,7 +413,13 @@ async fn answer_at_door_waiting(
     shed: &metrics::Counter,
 ) -> Result<(Option<crate::iso8583::Frame>, Instant), ()> {
     let (slot, after) = match door.try_acquire() {
-        Ok(slot) => (slot, arrived),
+        Ok(slot) => {
+            // As `acquire` did when a slot was free: each door answer counts against tokio's
+            // cooperative budget, so a reader shedding a flood yields to its writer and to
+            // the other connections every 128 answers, not every 128 reads.
+            tokio::task::coop::consume_budget().await;
+            (slot, arrived)
+        }
         Err(TryAcquireError::Closed) => return Err(()),
         Err(TryAcquireError::NoPermits) => {
             let slot = door.acquire().await.map_err(|_| ())?;
