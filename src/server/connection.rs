@@ -412,20 +412,12 @@ async fn answer_at_door_waiting(
     shared: &Shared,
     shed: &metrics::Counter,
 ) -> Result<(Option<crate::iso8583::Frame>, Instant), ()> {
-    let (slot, after) = match door.try_acquire() {
-        Ok(slot) => {
-            // As `acquire` did when a slot was free: each door answer counts against tokio's
-            // cooperative budget, so a reader shedding a flood yields to its writer and to
-            // the other connections every 128 answers, not every 128 reads.
-            tokio::task::coop::consume_budget().await;
-            (slot, arrived)
-        }
-        Err(TryAcquireError::Closed) => return Err(()),
-        Err(TryAcquireError::NoPermits) => {
-            let slot = door.acquire().await.map_err(|_| ())?;
-            (slot, Instant::now())
-        }
-    };
+    // Only the reader takes door slots, so with one free `acquire` returns it at once (and,
+    // as every acquire, counts against tokio's cooperative budget: a reader shedding a flood
+    // yields every 128 answers); the clock is read again only after a wait.
+    let waits = door.available_permits() == 0;
+    let slot = door.acquire().await.map_err(|_| ())?;
+    let after = if waits { Instant::now() } else { arrived };
     Ok((
         answer_in_slot(slot, frame, after, tx, pool, shared, shed),
         after,

@@ -200,8 +200,7 @@ fn stream(
     // Bounded: each pass commits at least one record or sleeps until the next arrives, and
     // the loop ends at `records` or at the overrun limit.
     while committed < records {
-        let now = Instant::now();
-        let elapsed = now - t0;
+        let elapsed = t0.elapsed();
         if elapsed > limit {
             fell_behind = true;
             break;
