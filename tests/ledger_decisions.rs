@@ -703,6 +703,118 @@ fn incremental_raises_or_leaves_the_original() {
     assert_eq!(out.authorization, None);
 }
 
+/// An incremental of `amount` on the authorization of key `original`.
+fn incremental(f: &Fixture, n: u32, original: u32, amount: i64) -> AuthRequest {
+    let mut inc = purchase(f.card, n, amount);
+    inc.original = Some(key(original));
+    inc
+}
+
+#[test]
+fn an_incremental_of_another_kind_is_declined_unrecorded() {
+    // A refund-coded 0100 naming a purchase (DE3 20, DE90): refunds skip the funds check,
+    // so as an incremental it would have held 100 000 on a 1 000 account, past zero.
+    let mut f = Fixture::new(1_000);
+    let first = f.auth(&purchase(f.card, 1, 500), T0_S);
+    let mut refund = incremental(&f, 2, 1, 100_000);
+    refund.kind = AuthKind::Refund;
+    let out = f.auth(&refund, T0_S + 1);
+    assert_declined(&out, DeclineReason::UnsupportedTransaction, b"12");
+    assert_eq!(out.authorization, None);
+    let mut cash = incremental(&f, 3, 1, 100);
+    cash.kind = AuthKind::CashWithdrawal;
+    assert_declined(
+        &f.auth(&cash, T0_S + 2),
+        DeclineReason::UnsupportedTransaction,
+        b"12",
+    );
+    assert_eq!(balance(&f), (500, 500, 0));
+    f.state.check_invariants().expect("invariants hold");
+    let q = Query::GetAuthorization(first.authorization.unwrap());
+    let QueryResult::Authorization(v) = f.state.query(&q, 0) else {
+        panic!("no authorization")
+    };
+    assert_eq!((v.amount, v.held, v.request_history.len()), (500, 500, 1));
+}
+
+#[test]
+fn an_incremental_is_decided_and_counted_under_the_original_mcc() {
+    // A daily limit of 1 000 on restaurants (5812). An incremental of a restaurant bill
+    // carrying a grocery DE18 is still the restaurant's: declined past the limit, approved
+    // within it, and counted there.
+    let mut f = Fixture::new(100_000);
+    let c = SpendingControls {
+        spending_limits: vec![SpendingLimit {
+            amount_minor: 1_000,
+            interval: Interval::Daily,
+            categories: vec![5812],
+        }],
+        ..Default::default()
+    };
+    set_card(&mut f, None, Some(c));
+    let mut dinner = purchase(f.card, 1, 900);
+    dinner.mcc = 5812;
+    assert_eq!(f.auth(&dinner, T0_S).code, ResponseCode::APPROVED);
+    let mut tip = incremental(&f, 2, 1, 5_000);
+    tip.mcc = 5411;
+    let out = f.auth(&tip, T0_S + 1);
+    assert_declined(&out, DeclineReason::SpendingLimit, b"61");
+    assert_eq!(balance(&f), (99_100, 900, 0));
+    let mut tip = incremental(&f, 3, 1, 100);
+    tip.mcc = 5411;
+    assert_eq!(f.auth(&tip, T0_S + 2).code, ResponseCode::APPROVED);
+    // The 100 counted under 5812: nothing of the restaurant limit is left.
+    let mut more = purchase(f.card, 4, 1);
+    more.mcc = 5812;
+    assert_declined(
+        &f.auth(&more, T0_S + 3),
+        DeclineReason::SpendingLimit,
+        b"61",
+    );
+    assert_eq!(balance(&f), (99_000, 1_000, 0));
+}
+
+#[test]
+fn an_incremental_counts_in_the_window_its_authorization_was_made_in() {
+    // Daily limit 1 000. 400 on day 1, raised by 400 on day 2: the authorization counts in
+    // day 1, where a release takes it back from and where the records put it when limits
+    // are rebuilt. Day 2's own 1 000 stays whole, before and after the reversal.
+    let mut f = Fixture::new(100_000);
+    set_card(&mut f, None, Some(limit(1_000, Interval::Daily)));
+    let day1 = at(2024, 3, 14, 10, 0, 0);
+    let day2 = at(2024, 3, 15, 10, 0, 0);
+    assert_eq!(
+        f.auth(&purchase(f.card, 1, 400), day1).code,
+        ResponseCode::APPROVED
+    );
+    let out = f.auth(&incremental(&f, 2, 1, 400), day2);
+    assert_eq!(
+        (out.code, out.approved_amount_minor),
+        (ResponseCode::APPROVED, 400)
+    );
+    assert_eq!(balance(&f), (99_200, 800, 0));
+    // The incremental is checked against day 2's room: 1 000 is the most it may be.
+    let out = f.auth(&incremental(&f, 3, 1, 1_001), day2 + 1);
+    assert_declined(&out, DeclineReason::SpendingLimit, b"61");
+    let reverse = Command::Reverse(authswitch::ledger::ReversalRequest {
+        card: f.card,
+        key: key(4),
+        original: key(1),
+        replacement_amount_minor: None,
+    });
+    apply(&mut f.state, &reverse, day2 + 2);
+    assert_eq!(balance(&f), (100_000, 0, 0));
+    let out = f.auth(&purchase(f.card, 5, 1_000), day2 + 3);
+    assert_eq!(out.code, ResponseCode::APPROVED, "day 2 has spent nothing");
+    assert_declined(
+        &f.auth(&purchase(f.card, 6, 1), day2 + 4),
+        DeclineReason::SpendingLimit,
+        b"61",
+    );
+    assert_eq!(balance(&f), (99_000, 1_000, 0));
+    f.state.check_invariants().expect("invariants hold");
+}
+
 #[test]
 fn expiry_releases_holds_and_retention_purges() {
     let mut f = Fixture::new(10_000);

@@ -132,6 +132,117 @@ fn advice_brings_declined_and_approved_originals_in_line() {
     );
 }
 
+/// An incremental of `amount` on the authorization of key `original`.
+fn incremental(f: &Fixture, n: u32, original: u32, amount: i64) -> AuthRequest {
+    let mut inc = purchase(f.card, n, amount);
+    inc.original = Some(key(original));
+    inc
+}
+
+#[test]
+fn an_advice_replaces_only_the_message_its_key_names() {
+    let mut f = Fixture::new(10_000);
+    let first = f.auth(&purchase(f.card, 1, 1_000), T0_S);
+    let id = first.authorization.unwrap();
+    assert_eq!(
+        f.auth(&incremental(&f, 2, 1, 500), T0_S + 1).code,
+        ResponseCode::APPROVED
+    );
+    assert_eq!(f.balance(), (8_500, 1_500, 0, 0));
+    // The network stood in on the incremental (our answer was late) and advises it: both
+    // approvals stand.
+    let out = f.advice(&incremental(&f, 2, 1, 500), T0_S + 2);
+    assert_eq!(
+        (out.authorization, out.approved_amount_minor),
+        (Some(id), 500)
+    );
+    assert_eq!(f.balance(), (8_500, 1_500, 0, 0));
+    // An advice of the first message for 800: the first message's 1 000 becomes 800, the
+    // incremental's 500 stays.
+    f.advice(&purchase(f.card, 1, 800), T0_S + 3);
+    assert_eq!(f.balance(), (8_700, 1_300, 0, 0));
+    assert_eq!(f.status(id), (AuthStatus::Pending, 1_300, 0));
+    // Its retransmission (0121) changes nothing and records nothing more.
+    f.advice(&purchase(f.card, 1, 800), T0_S + 4);
+    assert_eq!(f.balance(), (8_700, 1_300, 0, 0));
+    let QueryResult::Authorization(v) = f.state.query(&Query::GetAuthorization(id), 0) else {
+        panic!("no authorization")
+    };
+    let kinds: Vec<_> = v.request_history.iter().map(|e| e.kind).collect();
+    use RequestKind::{Advice, Authorization, Incremental};
+    assert_eq!(kinds, [Authorization, Incremental, Advice, Advice]);
+    assert_eq!((v.amount, v.merchant_amount), (1_300, 1_300));
+}
+
+#[test]
+fn a_retransmitted_advice_does_not_undo_a_later_incremental() {
+    let mut f = Fixture::new(10_000);
+    let out = f.advice(&purchase(f.card, 1, 1_000), T0_S);
+    assert_eq!(
+        f.auth(&incremental(&f, 2, 1, 500), T0_S + 1).code,
+        ResponseCode::APPROVED
+    );
+    assert_eq!(f.balance(), (8_500, 1_500, 0, 0));
+    f.advice(&purchase(f.card, 1, 1_000), T0_S + 2);
+    assert_eq!(f.balance(), (8_500, 1_500, 0, 0));
+    assert_eq!(
+        f.status(out.authorization.unwrap()),
+        (AuthStatus::Pending, 1_500, 0)
+    );
+}
+
+#[test]
+fn an_advice_of_a_declined_incremental_adds_it_once() {
+    let mut f = Fixture::new(1_500);
+    let id = f
+        .auth(&purchase(f.card, 1, 1_000), T0_S)
+        .authorization
+        .unwrap();
+    let out = f.auth(&incremental(&f, 2, 1, 800), T0_S + 1);
+    assert_eq!(out.reason, Some(DeclineReason::InsufficientFunds));
+    assert_eq!(f.balance(), (500, 1_000, 0, 0));
+    // The network approved the 800 in stand-in: it is added, past the balance.
+    f.advice(&incremental(&f, 2, 1, 800), T0_S + 2);
+    assert_eq!(f.balance(), (-300, 1_800, 0, 0));
+    // And only once, however often the advice comes.
+    f.advice(&incremental(&f, 2, 1, 800), T0_S + 3);
+    f.advice(&incremental(&f, 2, 1, 800), T0_S + 4);
+    assert_eq!(f.balance(), (-300, 1_800, 0, 0));
+    assert_eq!(f.status(id), (AuthStatus::Pending, 1_800, 0));
+}
+
+#[test]
+fn a_partial_reversal_of_a_partial_approval_holds_the_replacement() {
+    // 10 000 asked, 6 000 approved (10); the merchant completes for 5 000 (DE95): 5 000
+    // stays held, not 5 000 scaled by 6 000 / 10 000.
+    let mut f = Fixture::new(6_000);
+    let mut req = purchase(f.card, 1, 10_000);
+    req.partial_ok = true;
+    let out = f.auth(&req, T0_S);
+    assert_eq!(
+        (out.code, out.approved_amount_minor),
+        (ResponseCode::PARTIAL, 6_000)
+    );
+    let id = out.authorization.unwrap();
+    let QueryResult::Authorization(v) = f.state.query(&Query::GetAuthorization(id), 0) else {
+        panic!("no authorization")
+    };
+    assert_eq!((v.amount, v.merchant_amount), (6_000, 6_000));
+    let out = f.run(reversal(&f, 2, 1, Some(5_000)), T0_S + 1);
+    assert!(
+        matches!(
+            out,
+            Outcome::Reversed {
+                released_minor: 1_000,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(f.balance(), (1_000, 5_000, 0, 0));
+    assert_eq!(f.status(id), (AuthStatus::Pending, 5_000, 0));
+}
+
 #[test]
 fn full_partial_and_repeated_reversal() {
     let mut f = Fixture::new(10_000);

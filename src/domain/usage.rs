@@ -162,20 +162,28 @@ impl Usage {
         });
     }
 
-    /// Counts an approved `amount_minor` in `mcc` at `now_s` against every matching limit.
-    /// The records already include it (`spent` sees it), so a bucket built here does not
-    /// add it again.
+    /// Counts an approved `amount_minor` in `mcc`, of an authorization made at `made_s`, at
+    /// `now_s` against every matching limit. The records already include it (`spent` sees
+    /// it), so a bucket built here does not add it again.
+    ///
+    /// An authorization counts in the window it was made in, as `release` and the records
+    /// (`spent`) count it: a later increment to it (an incremental authorization, an advice
+    /// raising it) counts there too, so in no current window once that window has ended.
     pub fn record(
         &mut self,
         limits: &[SpendingLimit],
         mcc: u16,
         amount_minor: i64,
-        now_s: i64,
+        (made_s, now_s): (i64, i64),
         spent: Spent<'_>,
     ) {
+        let current = |limit: &SpendingLimit| {
+            made_s == now_s
+                || window_start_s(limit.interval, made_s) == window_start_s(limit.interval, now_s)
+        };
         if self.in_order(limits) {
             for (b, limit) in self.buckets.iter_mut().zip(limits) {
-                if limit.covers(mcc) {
+                if limit.covers(mcc) && current(limit) {
                     b.count(window_start_s(limit.interval, now_s), amount_minor);
                 }
             }
@@ -183,7 +191,7 @@ impl Usage {
         }
         self.keep_only(limits);
         for (limit, key) in windowed(limits) {
-            if !limit.covers(mcc) {
+            if !limit.covers(mcc) || !current(limit) {
                 continue;
             }
             let start = window_start_s(limit.interval, now_s);
@@ -280,7 +288,7 @@ mod tests {
     /// An approval as the shard counts it: into the records first, then the usage.
     fn approve(u: &mut Usage, r: &Records, limits: &[SpendingLimit], t: i64, mcc: u16, a: i64) {
         r.add(t, mcc, a);
-        u.record(limits, mcc, a, t, &|l, from| r.spent(l, from));
+        u.record(limits, mcc, a, (t, t), &|l, from| r.spent(l, from));
     }
 
     fn room(u: &Usage, r: &Records, limits: &[SpendingLimit], t: i64, mcc: u16) -> i64 {

@@ -369,7 +369,13 @@ impl ShardState {
             merchant_currency: req.currency,
             created_s: now_s,
             updated_s: now_s,
-            merchant_amount_minor: req.amount_minor,
+            // What was approved, in both currencies (a partial approval's reversal scales a
+            // replacement amount by their ratio); what was asked when declined.
+            merchant_amount_minor: if d.approved() {
+                d.approved_merchant_minor
+            } else {
+                req.amount_minor
+            },
             amount_minor: d.approved_minor,
             held_minor: hold,
             captured_minor: 0,
@@ -390,7 +396,7 @@ impl ShardState {
             let ci = self
                 .card_index(req.card)
                 .expect("authorization of a missing card");
-            self.count_new_usage(ci, req.mcc, hold, now_s);
+            self.count_new_usage(ci, req.mcc, hold, (now_s, now_s));
         }
         self.answer(id, &entry, ai, false)
     }
@@ -463,7 +469,11 @@ impl ShardState {
 
     /// An incremental authorization: `req.amount_minor` more on the pending authorization
     /// whose key is `orig`. Declined without touching the original; an unknown, closed or
-    /// foreign original is declined unrecorded (12).
+    /// foreign original, or one of another kind (a refund-coded message cannot raise a
+    /// purchase: refunds skip the funds check), is declined unrecorded (12).
+    ///
+    /// The increment is decided as part of the original: against the limits and category
+    /// controls of the original's MCC, under which it is counted, whatever DE18 it carries.
     fn incremental(
         &mut self,
         ci: usize,
@@ -477,6 +487,7 @@ impl ShardState {
                 a.card == req.card
                     && a.status == AuthStatus::Pending
                     && kind_holds(a.kind)
+                    && a.kind == req.kind
                     && a.more.len() + 1 < super::records::HISTORY_MAX
             })
         });
@@ -485,7 +496,17 @@ impl ShardState {
             let reason = DeclineReason::UnsupportedTransaction;
             return unrecorded(reason, Some(a.currency), a.available_minor);
         };
-        let d = self.evaluate(ci, ai, req, now_s, false);
+        let original_mcc = self.auth(seq).expect("target checked above").mcc;
+        let d = if req.mcc == original_mcc {
+            self.evaluate(ci, ai, req, now_s, false)
+        } else {
+            let as_original = AuthRequest {
+                mcc: original_mcc,
+                ..req.clone()
+            };
+            self.evaluate(ci, ai, &as_original, now_s, false)
+        };
+        assert!(kind_holds(req.kind), "an incremental holds funds");
         let entry = RequestEntry {
             kind: RequestKind::Incremental,
             key: req.key,

@@ -64,7 +64,8 @@ impl ShardState {
     }
 
     /// Counts `amount_minor` more of authorization `seq` (a hold placed) against its card's
-    /// (lineage's) and cardholder's limits.
+    /// (lineage's) and cardholder's limits, in the windows it was made in (where a release
+    /// takes it back from).
     pub(crate) fn count_usage(&mut self, seq: u64, amount_minor: i64, now_s: i64) {
         let a = self
             .auth_mut(seq)
@@ -73,18 +74,25 @@ impl ShardState {
             .counted_minor
             .checked_add(amount_minor)
             .expect("counted overflow");
-        let (card, mcc) = (a.card, a.mcc);
+        let (card, mcc, made_s) = (a.card, a.mcc, a.created_s);
+        assert!(made_s <= now_s, "authorization made in the future");
         let ci = self
             .card_index(card)
             .expect("authorization of a missing card");
-        self.count_new_usage(ci, mcc, amount_minor, now_s);
+        self.count_new_usage(ci, mcc, amount_minor, (made_s, now_s));
     }
 
     /// Counts `amount_minor` in `mcc` against card `ci`'s and its cardholder's limits, for an
-    /// authorization whose record already counts it (`counted_minor`).
-    pub(crate) fn count_new_usage(&mut self, ci: usize, mcc: u16, amount_minor: i64, now_s: i64) {
+    /// authorization made at `made_s` whose record already counts it (`counted_minor`).
+    pub(crate) fn count_new_usage(
+        &mut self,
+        ci: usize,
+        mcc: u16,
+        amount_minor: i64,
+        (made_s, now_s): (i64, i64),
+    ) {
         self.with_usages(ci, |limits, usage, spent| {
-            usage.record(limits, mcc, amount_minor, now_s, spent)
+            usage.record(limits, mcc, amount_minor, (made_s, now_s), spent)
         });
     }
 

@@ -68,7 +68,7 @@ impl ShardState {
             return unrecorded(DeclineReason::InvalidAmount, Some(currency), available);
         }
         let vacant = match self.keys.get_or_vacant(&req.key) {
-            Ok(e) => return self.advise_existing(e.auth_seq(), ai, req, amount, now_s),
+            Ok(e) => return self.advise_existing(*e, ai, req, amount, now_s),
             Err(vacant) => vacant,
         };
         if !self.auth_room() {
@@ -87,58 +87,91 @@ impl ShardState {
         out
     }
 
+    /// An advice whose key names a message already recorded (`known`): the network stood in
+    /// for that message, so the authorization becomes what it was with that message's
+    /// approval replaced by the advised amount. The key names the first message or an
+    /// incremental, and only that message's part changes: an advice of an incremental does
+    /// not undo the first message, and one of the first message does not undo the
+    /// incrementals since. The key then names the advice, so its retransmission (0121)
+    /// changes nothing.
     fn advise_existing(
         &mut self,
-        seq: u64,
+        known: KeyEntry,
         ai: usize,
         req: &AuthRequest,
         amount: i64,
         now_s: i64,
     ) -> AuthOutcome {
+        let seq = known.auth_seq();
         let a = self.auth(seq).expect("key points to an authorization");
+        let acct = &self.accounts[ai];
+        let refuse = |reason| unrecorded(reason, Some(acct.currency), acct.available_minor);
         if a.card != req.card {
-            let acct = &self.accounts[ai];
-            return unrecorded(
-                DeclineReason::DuplicateMismatch,
-                Some(acct.currency),
-                acct.available_minor,
-            );
+            return refuse(DeclineReason::DuplicateMismatch);
+        }
+        let Some(&advised) = a.entry(known.entry()) else {
+            // Only a key of a dropped history entry (there are none: every key is set to
+            // an entry that was stored) would land here.
+            return refuse(DeclineReason::DuplicateMismatch);
+        };
+        let repeat = advised.kind == RequestKind::Advice && advised.amount_minor == amount;
+        let full = 1 + a.more.len() >= super::records::HISTORY_MAX;
+        if repeat || full {
+            // A retransmission; or no room left to record the change (32 messages on one
+            // authorization), which the ledger never makes unrecorded.
+            return self.outcome_of(seq, known.entry(), ai, false);
         }
         let adjustable = kind_holds(a.kind)
             && (a.status == AuthStatus::Pending || (a.status == AuthStatus::Closed && !a.approved));
-        let (held, captured) = (a.held_minor, a.captured_minor);
-        let last = a.more.last().unwrap_or(&a.first);
-        let repeat = last.kind == RequestKind::Advice && last.amount_minor == amount;
         if adjustable {
-            let want = (amount - captured).max(0);
-            if want > held {
-                self.place_hold(ai, want - held);
-                self.count_usage(seq, want - held, now_s);
-                self.auth_mut(seq).expect("checked").held_minor = want;
-            } else if want < held {
-                self.release_hold(seq, held - want);
-            }
-            let a = self.auth_mut(seq).expect("checked");
-            a.status = if want > 0 {
-                AuthStatus::Pending
+            let (base, merchant_base) = if a.approved {
+                (a.amount_minor, a.merchant_amount_minor)
             } else {
-                AuthStatus::Closed
+                (0, 0)
             };
-            a.approved = true;
-            a.amount_minor = amount;
-            a.merchant_amount_minor = req.amount_minor;
-            self.mark_overdrawn(ai);
+            let total = (base - advised.approved_minor).max(0).checked_add(amount);
+            let Some(total) = total else {
+                return refuse(DeclineReason::InvalidAmount);
+            };
+            let merchant_total = (merchant_base - advised.approved_merchant_minor)
+                .max(0)
+                .saturating_add(req.amount_minor);
+            self.adjust_to(seq, ai, total, merchant_total, now_s);
         }
+        let mut e = entry(RequestKind::Advice, req.key, amount, now_s);
+        e.approved_merchant_minor = req.amount_minor;
         let a = self.auth_mut(seq).expect("checked");
         a.updated_s = now_s;
-        let idx = if repeat {
-            a.more.len() as u16
-        } else {
-            let mut e = entry(RequestKind::Advice, req.key, amount, now_s);
-            e.approved_merchant_minor = req.amount_minor;
-            a.push_entry(e).unwrap_or(a.more.len() as u16)
-        };
+        let idx = a.push_entry(e).expect("room checked above");
+        self.keys
+            .insert(req.key, KeyEntry::new(seq, idx, req.content_hash));
         self.outcome_of(seq, idx, ai, false)
+    }
+
+    /// Sets pending (or declined) authorization `seq` to `total` approved, holding what of
+    /// it is not captured yet.
+    fn adjust_to(&mut self, seq: u64, ai: usize, total: i64, merchant_total: i64, now_s: i64) {
+        let a = self.auth(seq).expect("checked by the caller");
+        let (held, captured) = (a.held_minor, a.captured_minor);
+        let want = (total - captured).max(0);
+        if want > held {
+            self.place_hold(ai, want - held);
+            self.count_usage(seq, want - held, now_s);
+            self.auth_mut(seq).expect("checked").held_minor = want;
+        } else if want < held {
+            self.release_hold(seq, held - want);
+        }
+        let a = self.auth_mut(seq).expect("checked");
+        assert_eq!(a.held_minor, want, "hold adjusted");
+        a.status = if want > 0 {
+            AuthStatus::Pending
+        } else {
+            AuthStatus::Closed
+        };
+        a.approved = true;
+        a.amount_minor = total;
+        a.merchant_amount_minor = merchant_total;
+        self.mark_overdrawn(ai);
     }
 
     /// 0400/0420. Full or partial (the authorization becomes the replacement amount); a
