@@ -460,5 +460,223 @@ proptest! {
         prop_assert_eq!(copy.digest(), at_half);
         let mut from_copy = ShardState::from_snapshot(&copy.to_snapshot()).expect("copy loads");
         prop_assert_eq!(run(&mut from_copy, &log[half..]), digest);
+
+        // The running spend totals equal the ones rebuilt from the records: each card whose
+        // last limit is daily or weekly (windows the records still cover: this world keeps
+        // finished authorizations 7 days) has its limit removed and set again in a copy, and
+        // a partial-approval probe for more than any limit gets the same room in both.
+        for (card, limit) in last_limits(&ops) {
+            let mut live = ShardState::from_snapshot(&state.to_snapshot()).expect("loads");
+            let mut rebuilt = ShardState::from_snapshot(&state.to_snapshot()).expect("loads");
+            for controls in [SpendingControls::default(), limit] {
+                let cmd = Command::UpdateCard {
+                    card: card_id(card),
+                    status: None,
+                    spending_controls: Some(controls),
+                };
+                apply(&mut rebuilt, &cmd, now_s);
+            }
+            let mut probe = purchase(card_id(card), 1_000_000, 100_000_000_000);
+            probe.partial_ok = true;
+            let probe = Command::Authorize(probe);
+            let (a, b) = (apply(&mut live, &probe, now_s), apply(&mut rebuilt, &probe, now_s));
+            prop_assert_eq!(a, b, "card {}: live and rebuilt totals differ", card);
+        }
+    }
+}
+
+/// Each card's last limit, where it is over a window shorter than the retention of
+/// finished authorizations (`ProgramConfig::default`: 7 days), which the records cover.
+fn last_limits(ops: &[Op]) -> Vec<(usize, SpendingControls)> {
+    let mut last = vec![None; CARDS];
+    for op in ops {
+        if let Some(Command::UpdateCard {
+            card,
+            spending_controls: Some(controls),
+            ..
+        }) = command(op)
+        {
+            let windowed = controls
+                .spending_limits
+                .iter()
+                .all(|l| matches!(l.interval, Interval::Daily | Interval::Weekly));
+            last[card.seq() as usize] = Some(controls).filter(|_| windowed);
+        }
+    }
+    last.into_iter()
+        .enumerate()
+        .filter_map(|(i, c)| Some((i, c?)))
+        .collect()
+}
+
+/// One card's spend-changing messages, for `spend_totals_match_the_records`.
+#[derive(Clone, Debug)]
+enum SpendOp {
+    Authorize {
+        n: u32,
+        amount_minor: i64,
+        restaurant: bool,
+        partial_ok: bool,
+    },
+    Incremental {
+        n: u32,
+        original: u32,
+        amount_minor: i64,
+    },
+    Advice {
+        n: u32,
+        amount_minor: i64,
+    },
+    Reverse {
+        n: u32,
+        original: u32,
+        replacement_minor: Option<i64>,
+    },
+    Expire,
+    Wait {
+        s: i64,
+    },
+}
+
+fn spend_op() -> impl Strategy<Value = SpendOp> {
+    prop_oneof![
+        4 => (0..20u32, 1..3_000i64, any::<bool>(), any::<bool>()).prop_map(
+            |(n, amount_minor, restaurant, partial_ok)| SpendOp::Authorize {
+                n,
+                amount_minor,
+                restaurant,
+                partial_ok,
+            }
+        ),
+        3 => (20..40u32, 0..20u32, 1..2_000i64).prop_map(|(n, original, amount_minor)| {
+            SpendOp::Incremental { n, original, amount_minor }
+        }),
+        2 => (0..40u32, 1..3_000i64).prop_map(|(n, amount_minor)| SpendOp::Advice {
+            n,
+            amount_minor
+        }),
+        2 => (40..60u32, 0..40u32, prop::option::of(1..2_000i64)).prop_map(
+            |(n, original, replacement_minor)| SpendOp::Reverse {
+                n,
+                original,
+                replacement_minor,
+            }
+        ),
+        1 => Just(SpendOp::Expire),
+        2 => (0..2 * 86_400i64).prop_map(|s| SpendOp::Wait { s }),
+    ]
+}
+
+fn spend_command(card: authswitch::domain::CardId, op: &SpendOp) -> Option<Command> {
+    use authswitch::ledger::ReversalRequest;
+    Some(match *op {
+        SpendOp::Authorize {
+            n,
+            amount_minor,
+            restaurant,
+            partial_ok,
+        } => {
+            let mut r = purchase(card, n, amount_minor);
+            r.mcc = if restaurant { 5812 } else { 5411 };
+            r.partial_ok = partial_ok;
+            Command::Authorize(r)
+        }
+        SpendOp::Incremental {
+            n,
+            original,
+            amount_minor,
+        } => {
+            let mut r = purchase(card, n, amount_minor);
+            r.original = Some(key(original));
+            Command::Authorize(r)
+        }
+        SpendOp::Advice { n, amount_minor } => {
+            let mut r = purchase(card, n, amount_minor);
+            r.content_hash = u64::from(n) << 32 | amount_minor as u64;
+            Command::Advice(r)
+        }
+        SpendOp::Reverse {
+            n,
+            original,
+            replacement_minor,
+        } => Command::Reverse(ReversalRequest {
+            card,
+            key: key(n),
+            original: key(original),
+            replacement_amount_minor: replacement_minor,
+        }),
+        SpendOp::Expire => Command::ExpireHolds,
+        SpendOp::Wait { .. } => return None,
+    })
+}
+
+/// What a partial-approval probe for more than any limit gets in a copy of `state`: the
+/// room its limits leave, as counted (`rebuild` false) or rebuilt from the records after the
+/// limits are removed and set again.
+fn probe_room(
+    state: &ShardState,
+    card: authswitch::domain::CardId,
+    limits: &SpendingControls,
+    now_s: i64,
+    rebuild: bool,
+) -> Outcome {
+    let mut copy = ShardState::from_snapshot(&state.to_snapshot()).expect("loads");
+    if rebuild {
+        for controls in [SpendingControls::default(), limits.clone()] {
+            let cmd = Command::UpdateCard {
+                card,
+                status: None,
+                spending_controls: Some(controls),
+            };
+            apply(&mut copy, &cmd, now_s);
+        }
+    }
+    let mut probe = purchase(card, 1_000_000, 100_000_000_000);
+    probe.partial_ok = true;
+    apply(&mut copy, &Command::Authorize(probe), now_s)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// One card with a daily limit, a weekly one and a daily one on restaurants: after every
+    /// message (authorizations, incrementals, advices of either, reversals, expiry, across
+    /// days), the totals the shard keeps leave the same room as totals rebuilt from the
+    /// records, as a limit set anew gets.
+    #[test]
+    fn spend_totals_match_the_records(ops in prop::collection::vec(spend_op(), 1..60)) {
+        use authswitch::ledger::testkit::Fixture;
+        let mut f = Fixture::new(1_000_000);
+        let limit = |amount_minor, interval, categories| SpendingLimit {
+            amount_minor,
+            interval,
+            categories,
+        };
+        let limits = SpendingControls {
+            spending_limits: vec![
+                limit(6_000, Interval::Daily, vec![]),
+                limit(15_000, Interval::Weekly, vec![]),
+                limit(2_500, Interval::Daily, vec![5812]),
+            ],
+            ..Default::default()
+        };
+        let set = Command::UpdateCard {
+            card: f.card,
+            status: None,
+            spending_controls: Some(limits.clone()),
+        };
+        apply(&mut f.state, &set, T0_S);
+        let mut now_s = T0_S;
+        for op in &ops {
+            if let SpendOp::Wait { s } = op {
+                now_s += s;
+            }
+            let Some(cmd) = spend_command(f.card, op) else { continue };
+            apply(&mut f.state, &cmd, now_s);
+            f.state.check_invariants().expect("invariants hold");
+            let live = probe_room(&f.state, f.card, &limits, now_s, false);
+            let rebuilt = probe_room(&f.state, f.card, &limits, now_s, true);
+            prop_assert_eq!(live, rebuilt, "after {:?}", op);
+        }
     }
 }
