@@ -148,8 +148,15 @@ pub struct WalSection {
     /// appending (no journal commit per sync).
     pub preallocate: bool,
     pub segment_bytes_max: u64,
-    /// A snapshot is taken after this many WAL records since the last one.
+    /// A snapshot is taken after this many WAL records since the last one...
     pub snapshot_every_records: u64,
+    /// ...and once the WAL written since the last snapshot is at least this percentage of
+    /// that snapshot's size (0: records alone decide). A state of millions of
+    /// authorizations is a snapshot of hundreds of MB, which every 2 000 000 records would
+    /// write several times the WAL's own bytes, and each piece of it delays the shard's
+    /// syncs; at 100 the snapshots write no more than the WAL does, and recovery replays no
+    /// more log than the snapshot it loads.
+    pub snapshot_log_percent_min: u32,
     /// Start even when a record in the middle of the log is corrupt, truncating there.
     pub truncate_corrupt: bool,
     /// Test-only storage fault injection (e.g. `fsync_fail_after=3`); never set in production.
@@ -243,6 +250,7 @@ impl Default for WalSection {
             preallocate: true,
             segment_bytes_max: 64 << 20,
             snapshot_every_records: 2_000_000,
+            snapshot_log_percent_min: 100,
             truncate_corrupt: false,
             fault_plan: None,
         }
@@ -442,6 +450,9 @@ impl Config {
         if self.wal.snapshot_every_records == 0 {
             return bad("wal.snapshot_every_records", "must be positive");
         }
+        if self.wal.snapshot_log_percent_min > 10_000 {
+            return bad("wal.snapshot_log_percent_min", "at most 10000 (0 = off)");
+        }
         Ok(())
     }
 }
@@ -498,6 +509,10 @@ mod tests {
             let config = Config::from_toml(&text, Path::new("x.toml")).unwrap();
             assert_eq!(config.ledger.shard_slice_us, ok);
         }
+        let err = Config::from_toml("[wal]\nsnapshot_log_percent_min = 10001\n", Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("wal.snapshot_log_percent_min"), "{err}");
     }
 
     #[test]

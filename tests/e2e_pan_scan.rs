@@ -29,7 +29,7 @@ fn no_pan_on_disk_in_logs_or_in_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     // Snapshot often so snapshots are scanned too.
-    let config = "[wal]\nsnapshot_every_records = 5\n";
+    let config = "[wal]\nsnapshot_every_records = 5\nsnapshot_log_percent_min = 0\n";
     let switch = Switch::start_on(&data_dir, config);
     let (account, holder, _) = switch.provision(100_000, PANS[0]);
     switch.add_card(&holder, PANS[1], json!({}));

@@ -36,7 +36,7 @@ const ROUNDS_MAX: usize = 400;
 const KILL_AFTER_MS_MAX: u64 = 400;
 /// Pending holds per card at most (the API lists 100 per page): beyond, the plan reverses.
 const HOLDS_MAX: u64 = 60;
-const CONFIG: &str = "[wal]\nsnapshot_every_records = 50\n";
+const CONFIG: &str = "[wal]\nsnapshot_every_records = 50\nsnapshot_log_percent_min = 0\n";
 
 /// One pending hold as the model knows it; its terminal id (DE41) identifies it in the API.
 #[derive(Clone, Debug)]

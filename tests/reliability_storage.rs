@@ -185,7 +185,8 @@ fn flip_middle_bit(file: &Path) {
 /// A stopped switch's data directory with snapshots and a segment of about 30 records.
 fn stopped_data_dir(root: &Path) -> PathBuf {
     let data_dir = root.join("data");
-    let config = "[ledger]\nshards = 1\n[wal]\nsnapshot_every_records = 40\n";
+    let config =
+        "[ledger]\nshards = 1\n[wal]\nsnapshot_every_records = 40\nsnapshot_log_percent_min = 0\n";
     let switch = Switch::start_on(&data_dir, config);
     switch.provision(FUNDS_MINOR, PAN);
     let mut client = switch.client();

@@ -12,7 +12,7 @@ use authswitch::wal::{
     dump, recover, verify, RecoverOptions, Recovered, RecoveryError, SnapshotError, WalConfig,
     WalWriter,
 };
-use wal_common::{submit, Log};
+use wal_common::{submit, Done, Log};
 
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
@@ -87,6 +87,7 @@ fn snapshot_waits_for_durability_then_prunes() {
         submit(&writer, first, first + 1, 2, &log);
     }
     wait_until("12 durable", || writer.durable_lsn() == 12);
+    assert_eq!(writer.last_snapshot_bytes(), 0, "no snapshot yet");
     assert!(writer.snapshot(6, b"state@6".to_vec()));
     let snap6 = dir.path().join(snapshot_name(6));
     wait_until("snapshot 6", || snap6.exists());
@@ -94,6 +95,7 @@ fn snapshot_waits_for_durability_then_prunes() {
     // Deleted at the snapshot thread's pace: renamed to its dead name, cut down, unlinked.
     let pruned = vec![snapshot_name(6), segment_name(5), segment_name(9)];
     wait_until("prune", || names(dir.path()) == pruned);
+    assert_eq!(writer.last_snapshot_bytes(), b"state@6".len() as u64);
 
     // A snapshot past the durable LSN is not written until the log gets there.
     assert!(writer.snapshot(16, b"state@16".to_vec()));
@@ -117,6 +119,10 @@ fn snapshot_waits_for_durability_then_prunes() {
     assert_eq!(rec.snapshot, Some((16, b"state@16".to_vec())));
     assert_eq!(lsns, vec![17, 18]);
     assert_eq!((rec.next_lsn, rec.records_replayed), (19, 2));
+    // A log reopened after a snapshot knows its size: the shard's next one waits for it.
+    let reopened: WalWriter<Done> = WalWriter::start(small_segments(dir.path()), &rec).unwrap();
+    assert_eq!(reopened.last_snapshot_bytes(), b"state@16".len() as u64);
+    reopened.shutdown();
 }
 
 #[test]

@@ -386,6 +386,7 @@ fn start_shard(
         shard,
         batch_records_max: config.ledger.batch_records_max,
         snapshot_every_records: config.wal.snapshot_every_records,
+        snapshot_log_percent_min: config.wal.snapshot_log_percent_min,
         expiry_tick: Duration::from_secs(config.ledger.expiry_tick_s),
         expiry_command: |_| Command::ExpireHolds,
         queue_wait_target: Duration::from_millis(config.ledger.queue_wait_target_ms),

@@ -164,6 +164,8 @@ pub struct ShardParams {
     pub shard: u16,
     pub batch_records_max: usize,
     pub snapshot_every_records: u64,
+    /// See `config::WalSection::snapshot_log_percent_min`.
+    pub snapshot_log_percent_min: u32,
     pub expiry_tick: Duration,
     /// Builds the command the expiry timer applies at `now_s`.
     pub expiry_command: fn(i64) -> Command,
@@ -237,7 +239,7 @@ pub fn run(
     stats: Arc<ShardStats>,
 ) {
     let mut payload = Vec::with_capacity(512);
-    let mut since_snapshot: u64 = 0;
+    let mut since_snapshot = SinceSnapshot::default();
     let mut next_expiry = Instant::now() + params.expiry_tick;
     let mut shedder = Shedder::new(params.queue_wait_target, Instant::now());
     let shed_total = metrics::counter!(crate::metrics::QUEUE_SHED_TOTAL,
@@ -320,13 +322,13 @@ pub fn run(
             batch.take(&mut job, &mut state, now_s, &mut payload);
         }
         stats.queue_depth.store(jobs.len(), Ordering::Relaxed);
-        let written = batch.records();
+        since_snapshot.records += batch.records();
+        since_snapshot.bytes += batch.bytes.len() as u64;
         next_lsn = batch.submit();
-        since_snapshot += written;
         if wal.failed().is_some() {
             stats.failed.store(true, Ordering::Relaxed);
-        } else if since_snapshot >= params.snapshot_every_records {
-            since_snapshot = 0;
+        } else if since_snapshot.due(&params, wal.last_snapshot_bytes()) {
+            since_snapshot = SinceSnapshot::default();
             // A copy is all the shard thread pays for, and it is shallow: the state's chunks
             // (`CowVec`, `KeyMap`) are shared with it, and later writes copy back only the
             // chunks the snapshot still holds. Encoding happens on the snapshot thread.
@@ -338,6 +340,22 @@ pub fn run(
         }
     }
     wal.shutdown();
+}
+
+/// The WAL written since the shard's last snapshot.
+#[derive(Default)]
+struct SinceSnapshot {
+    records: u64,
+    bytes: u64,
+}
+
+impl SinceSnapshot {
+    /// Whether a snapshot is due: enough records, and enough log beside the last snapshot's
+    /// `last_bytes` (see `config::WalSection::snapshot_log_percent_min`).
+    fn due(&self, params: &ShardParams, last_bytes: u64) -> bool {
+        let log_min = u128::from(last_bytes) * u128::from(params.snapshot_log_percent_min) / 100;
+        self.records >= params.snapshot_every_records && u128::from(self.bytes) >= log_min
+    }
 }
 
 /// One batch under construction: the WAL bytes and the answers behind them.
@@ -468,6 +486,36 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    fn params(every: u64, percent: u32) -> ShardParams {
+        ShardParams {
+            shard: 0,
+            batch_records_max: 1024,
+            snapshot_every_records: every,
+            snapshot_log_percent_min: percent,
+            expiry_tick: Duration::from_secs(1),
+            expiry_command: |_| Command::ExpireHolds,
+            queue_wait_target: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_waits_for_its_records_and_for_as_much_log_as_the_last_one() {
+        let since = |records, bytes| SinceSnapshot { records, bytes };
+        let p = params(1_000, 100);
+        // The first: records alone (no snapshot yet).
+        assert!(!since(999, 1 << 30).due(&p, 0));
+        assert!(since(1_000, 0).due(&p, 0));
+        // After a 300 MB snapshot: 300 MB of log, however many records.
+        let last = 300_000_000;
+        assert!(!since(2_000_000, last - 1).due(&p, last));
+        assert!(since(1_000, last).due(&p, last));
+        assert!(!since(999, last).due(&p, last));
+        // 50 %: half as much; 0: records alone; the largest sizes do not overflow.
+        assert!(since(1_000, last / 2).due(&params(1_000, 50), last));
+        assert!(since(1_000, 0).due(&params(1_000, 0), last));
+        assert!(!since(1_000, u64::MAX - 1).due(&params(1_000, 10_000), u64::MAX));
+    }
 
     #[test]
     fn a_burst_is_served_a_standing_queue_is_shed() {

@@ -99,6 +99,9 @@ struct Shared {
     failed: Mutex<Option<WalFailed>>,
     stopping: AtomicBool,
     wake: Condvar,
+    /// Size of the newest snapshot written (or recovered from), for the shard's policy of
+    /// when the next is due.
+    last_snapshot_bytes: AtomicU64,
 }
 
 impl Shared {
@@ -196,6 +199,12 @@ impl<C: Completion> WalWriter<C> {
             failed: Mutex::new(None),
             stopping: AtomicBool::new(false),
             wake: Condvar::new(),
+            last_snapshot_bytes: AtomicU64::new(
+                recovered
+                    .snapshot
+                    .as_ref()
+                    .map_or(0, |(_, payload)| payload.len() as u64),
+            ),
         });
         let (tx, rx) = bounded(cfg.batch_queue_max);
         let (bytes_tx, bytes_rx) = bounded(cfg.batch_queue_max + 2);
@@ -301,6 +310,12 @@ impl<C: Completion> WalWriter<C> {
     /// without waiting for the shard thread to notice.
     pub fn health(&self) -> WalHealth {
         WalHealth(Arc::clone(&self.shared))
+    }
+
+    /// Size of the newest snapshot written by this log's snapshot thread, or recovered from
+    /// at start (0: none).
+    pub fn last_snapshot_bytes(&self) -> u64 {
+        self.shared.last_snapshot_bytes.load(Ordering::Relaxed)
     }
 
     /// Hands the serialized shard state through `lsn` to the snapshot thread, which writes it
@@ -776,7 +791,11 @@ fn snapshot_loop(
             continue;
         }
         let path = match write_snapshot(&dir, lsn, &state, Pace::BACKGROUND) {
-            Ok(path) => path,
+            Ok(path) => {
+                let bytes = state.len() as u64;
+                shared.last_snapshot_bytes.store(bytes, Ordering::Relaxed);
+                path
+            }
             Err(e) => {
                 error!(shard, lsn, error = %e, "WAL: writing snapshot failed");
                 continue;
