@@ -8,7 +8,7 @@ use authswitch::domain::{
     AccountStatus, CardStatus, CardholderStatus, DeclineReason, ResponseCode,
 };
 use authswitch::ledger::query::{Query, QueryResult};
-use authswitch::ledger::testkit::{admin, key, purchase, Fixture, T0_S};
+use authswitch::ledger::testkit::{admin, incremental, key, purchase, Fixture, T0_S};
 use authswitch::ledger::{
     apply, AuthKind, AuthOutcome, AuthRequest, AuthStatus, Command, CommandError, Outcome,
     ProgramConfig,
@@ -52,6 +52,18 @@ fn limit(amount_minor: i64, interval: Interval) -> SpendingControls {
             amount_minor,
             interval,
             categories: vec![],
+        }],
+        ..Default::default()
+    }
+}
+
+/// A daily limit on restaurants (MCC 5812) alone.
+fn restaurant_limit(amount_minor: i64) -> SpendingControls {
+    SpendingControls {
+        spending_limits: vec![SpendingLimit {
+            amount_minor,
+            interval: Interval::Daily,
+            categories: vec![5812],
         }],
         ..Default::default()
     }
@@ -422,15 +434,7 @@ fn all_time_limit_never_resets() {
 #[test]
 fn category_limit_counts_only_its_categories() {
     let mut f = Fixture::new(100_000);
-    let c = SpendingControls {
-        spending_limits: vec![SpendingLimit {
-            amount_minor: 1_000,
-            interval: Interval::Daily,
-            categories: vec![5812],
-        }],
-        ..Default::default()
-    };
-    set_card(&mut f, None, Some(c));
+    set_card(&mut f, None, Some(restaurant_limit(1_000)));
     let mut restaurant = purchase(f.card, 1, 1_000);
     restaurant.mcc = 5812;
     assert_eq!(f.auth(&restaurant, T0_S).code, ResponseCode::APPROVED);
@@ -703,25 +707,18 @@ fn incremental_raises_or_leaves_the_original() {
     assert_eq!(out.authorization, None);
 }
 
-/// An incremental of `amount` on the authorization of key `original`.
-fn incremental(f: &Fixture, n: u32, original: u32, amount: i64) -> AuthRequest {
-    let mut inc = purchase(f.card, n, amount);
-    inc.original = Some(key(original));
-    inc
-}
-
 #[test]
 fn an_incremental_of_another_kind_is_declined_unrecorded() {
     // A refund-coded 0100 naming a purchase (DE3 20, DE90): refunds skip the funds check,
     // so as an incremental it would have held 100 000 on a 1 000 account, past zero.
     let mut f = Fixture::new(1_000);
     let first = f.auth(&purchase(f.card, 1, 500), T0_S);
-    let mut refund = incremental(&f, 2, 1, 100_000);
+    let mut refund = incremental(f.card, 2, 1, 100_000);
     refund.kind = AuthKind::Refund;
     let out = f.auth(&refund, T0_S + 1);
     assert_declined(&out, DeclineReason::UnsupportedTransaction, b"12");
     assert_eq!(out.authorization, None);
-    let mut cash = incremental(&f, 3, 1, 100);
+    let mut cash = incremental(f.card, 3, 1, 100);
     cash.kind = AuthKind::CashWithdrawal;
     assert_declined(
         &f.auth(&cash, T0_S + 2),
@@ -743,24 +740,16 @@ fn an_incremental_is_decided_and_counted_under_the_original_mcc() {
     // carrying a grocery DE18 is still the restaurant's: declined past the limit, approved
     // within it, and counted there.
     let mut f = Fixture::new(100_000);
-    let c = SpendingControls {
-        spending_limits: vec![SpendingLimit {
-            amount_minor: 1_000,
-            interval: Interval::Daily,
-            categories: vec![5812],
-        }],
-        ..Default::default()
-    };
-    set_card(&mut f, None, Some(c));
+    set_card(&mut f, None, Some(restaurant_limit(1_000)));
     let mut dinner = purchase(f.card, 1, 900);
     dinner.mcc = 5812;
     assert_eq!(f.auth(&dinner, T0_S).code, ResponseCode::APPROVED);
-    let mut tip = incremental(&f, 2, 1, 5_000);
+    let mut tip = incremental(f.card, 2, 1, 5_000);
     tip.mcc = 5411;
     let out = f.auth(&tip, T0_S + 1);
     assert_declined(&out, DeclineReason::SpendingLimit, b"61");
     assert_eq!(balance(&f), (99_100, 900, 0));
-    let mut tip = incremental(&f, 3, 1, 100);
+    let mut tip = incremental(f.card, 3, 1, 100);
     tip.mcc = 5411;
     assert_eq!(f.auth(&tip, T0_S + 2).code, ResponseCode::APPROVED);
     // The 100 counted under 5812: nothing of the restaurant limit is left.
@@ -787,14 +776,14 @@ fn an_incremental_counts_in_the_window_its_authorization_was_made_in() {
         f.auth(&purchase(f.card, 1, 400), day1).code,
         ResponseCode::APPROVED
     );
-    let out = f.auth(&incremental(&f, 2, 1, 400), day2);
+    let out = f.auth(&incremental(f.card, 2, 1, 400), day2);
     assert_eq!(
         (out.code, out.approved_amount_minor),
         (ResponseCode::APPROVED, 400)
     );
     assert_eq!(balance(&f), (99_200, 800, 0));
     // The incremental is checked against day 2's room: 1 000 is the most it may be.
-    let out = f.auth(&incremental(&f, 3, 1, 1_001), day2 + 1);
+    let out = f.auth(&incremental(f.card, 3, 1, 1_001), day2 + 1);
     assert_declined(&out, DeclineReason::SpendingLimit, b"61");
     let reverse = Command::Reverse(authswitch::ledger::ReversalRequest {
         card: f.card,

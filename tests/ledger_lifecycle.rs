@@ -4,7 +4,7 @@
 
 use authswitch::domain::{AuthorizationId, DeclineReason, ResponseCode, TransactionId};
 use authswitch::ledger::query::{Query, QueryResult};
-use authswitch::ledger::testkit::{key, purchase, Fixture, T0_S};
+use authswitch::ledger::testkit::{incremental, key, purchase, Fixture, T0_S};
 use authswitch::ledger::{
     apply, AuthKind, AuthOutcome, AuthRequest, AuthStatus, Command, CommandError, MerchantData,
     Outcome, RequestKind, ReversalRequest,
@@ -132,26 +132,19 @@ fn advice_brings_declined_and_approved_originals_in_line() {
     );
 }
 
-/// An incremental of `amount` on the authorization of key `original`.
-fn incremental(f: &Fixture, n: u32, original: u32, amount: i64) -> AuthRequest {
-    let mut inc = purchase(f.card, n, amount);
-    inc.original = Some(key(original));
-    inc
-}
-
 #[test]
 fn an_advice_replaces_only_the_message_its_key_names() {
     let mut f = Fixture::new(10_000);
     let first = f.auth(&purchase(f.card, 1, 1_000), T0_S);
     let id = first.authorization.unwrap();
     assert_eq!(
-        f.auth(&incremental(&f, 2, 1, 500), T0_S + 1).code,
+        f.auth(&incremental(f.card, 2, 1, 500), T0_S + 1).code,
         ResponseCode::APPROVED
     );
     assert_eq!(f.balance(), (8_500, 1_500, 0, 0));
     // The network stood in on the incremental (our answer was late) and advises it: both
     // approvals stand.
-    let out = f.advice(&incremental(&f, 2, 1, 500), T0_S + 2);
+    let out = f.advice(&incremental(f.card, 2, 1, 500), T0_S + 2);
     assert_eq!(
         (out.authorization, out.approved_amount_minor),
         (Some(id), 500)
@@ -179,7 +172,7 @@ fn a_retransmitted_advice_does_not_undo_a_later_incremental() {
     let mut f = Fixture::new(10_000);
     let out = f.advice(&purchase(f.card, 1, 1_000), T0_S);
     assert_eq!(
-        f.auth(&incremental(&f, 2, 1, 500), T0_S + 1).code,
+        f.auth(&incremental(f.card, 2, 1, 500), T0_S + 1).code,
         ResponseCode::APPROVED
     );
     assert_eq!(f.balance(), (8_500, 1_500, 0, 0));
@@ -198,15 +191,15 @@ fn an_advice_of_a_declined_incremental_adds_it_once() {
         .auth(&purchase(f.card, 1, 1_000), T0_S)
         .authorization
         .unwrap();
-    let out = f.auth(&incremental(&f, 2, 1, 800), T0_S + 1);
+    let out = f.auth(&incremental(f.card, 2, 1, 800), T0_S + 1);
     assert_eq!(out.reason, Some(DeclineReason::InsufficientFunds));
     assert_eq!(f.balance(), (500, 1_000, 0, 0));
     // The network approved the 800 in stand-in: it is added, past the balance.
-    f.advice(&incremental(&f, 2, 1, 800), T0_S + 2);
+    f.advice(&incremental(f.card, 2, 1, 800), T0_S + 2);
     assert_eq!(f.balance(), (-300, 1_800, 0, 0));
     // And only once, however often the advice comes.
-    f.advice(&incremental(&f, 2, 1, 800), T0_S + 3);
-    f.advice(&incremental(&f, 2, 1, 800), T0_S + 4);
+    f.advice(&incremental(f.card, 2, 1, 800), T0_S + 3);
+    f.advice(&incremental(f.card, 2, 1, 800), T0_S + 4);
     assert_eq!(f.balance(), (-300, 1_800, 0, 0));
     assert_eq!(f.status(id), (AuthStatus::Pending, 1_800, 0));
 }

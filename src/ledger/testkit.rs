@@ -175,6 +175,15 @@ pub fn purchase(card: CardId, n: u32, amount_minor: i64) -> AuthRequest {
     }
 }
 
+/// An incremental authorization `n` of `amount_minor` more on the authorization of key
+/// number `original` (DE90), otherwise like `purchase`.
+pub fn incremental(card: CardId, n: u32, original: u32, amount_minor: i64) -> AuthRequest {
+    AuthRequest {
+        original: Some(key(original)),
+        ..purchase(card, n, amount_minor)
+    }
+}
+
 /// Transaction key number `n` (acquirer 123456, STAN n, fixed transmission time).
 pub fn key(n: u32) -> TxnKey {
     TxnKey::derive(b"123456", n, b"0315120000")
