@@ -40,8 +40,8 @@ pub const READY: &str = "authswitch_ready";
 pub const ADMIN_REQUESTS_TOTAL: &str = "authswitch_admin_requests_total";
 
 /// Request MTIs with their own label value; anything else is counted as `other`.
-pub const MTI_LABELS: [&str; 9] = [
-    "0100", "0101", "0120", "0121", "0200", "0400", "0420", "0800", "other",
+pub const MTI_LABELS: [&str; 10] = [
+    "0100", "0101", "0120", "0121", "0200", "0201", "0400", "0420", "0800", "other",
 ];
 /// DE39 values with their own label value; anything else is counted as `other`.
 pub const DE39_LABELS: [&str; 17] = [
@@ -264,10 +264,11 @@ fn mti_index(mti: u16) -> usize {
         120 => 2,
         121 => 3,
         200 => 4,
-        400 => 5,
-        420 => 6,
-        800 => 7,
-        _ => 8,
+        201 => 5,
+        400 => 6,
+        420 => 7,
+        800 => 8,
+        _ => 9,
     }
 }
 
@@ -343,7 +344,8 @@ mod tests {
     #[test]
     fn label_indices_cover_every_label() {
         assert_eq!(mti_index(100), 0);
-        assert_eq!(mti_index(800), 7);
+        assert_eq!(mti_index(201), 5);
+        assert_eq!(mti_index(800), 8);
         assert_eq!(mti_index(9999), MTI_LABELS.len() - 1);
         assert_eq!(de39_index(*b"00"), 0);
         assert_eq!(de39_index(*b"96"), 15);

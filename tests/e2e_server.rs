@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use authswitch::iso8583::{MessageBuilder, Mti};
-use common::{auth_0100, de39, field, Client, Switch};
+use common::{auth_0100, de39, field, purchase, Client, Switch};
 use serde_json::json;
 
 const PAN: &str = "4242424242424242";
@@ -219,6 +219,86 @@ fn two_hundred_concurrent_connections() {
         assert_eq!(t.join().unwrap(), "00");
     }
     assert_eq!(switch.balance(&account), (1_000_000 - 1_400, 1_400, 0));
+}
+
+#[test]
+fn financial_repeat_0201_is_answered_0210_and_a_retransmission_is_the_duplicate() {
+    let switch = Switch::start("");
+    let (account, _, _) = switch.provision(10_000, PAN);
+    let mut client = switch.client();
+    // An 0201 whose 0200 never reached us is decided and captured like an 0200.
+    let response = client.call(&purchase(Mti::new(201), PAN, 1_000, 1));
+    assert_eq!(
+        (response.mti().value(), de39(&response)),
+        (210, "00".into())
+    );
+    assert_eq!(field(&response, 2).as_deref(), Some(PAN));
+    assert_eq!(field(&response, 3).as_deref(), Some("000000"));
+    assert_eq!(field(&response, 4).as_deref(), Some("000000001000"));
+    assert_eq!(field(&response, 7).as_deref(), Some("1121120000"));
+    assert_eq!(field(&response, 11).as_deref(), Some("000001"));
+    assert_eq!(field(&response, 32).as_deref(), Some("123456"));
+    assert_eq!(field(&response, 41).as_deref(), Some("TERM0001"));
+    assert_eq!(field(&response, 42).as_deref(), Some("MERCHANT0000001"));
+    assert_eq!(field(&response, 49).as_deref(), Some("840"));
+    assert_eq!(field(&response, 38).map(|c| c.len()), Some(6));
+    assert_eq!(switch.balance(&account), (9_000, 0, 1_000));
+    // An 0200, then its retransmission as 0201: the original answer, captured once.
+    let first = client.call(&purchase(Mti::new(200), PAN, 2_000, 2));
+    assert_eq!((first.mti().value(), de39(&first)), (210, "00".into()));
+    assert_eq!(switch.balance(&account), (7_000, 0, 3_000));
+    let repeat = client.call(&purchase(Mti::new(201), PAN, 2_000, 2));
+    assert_eq!((repeat.mti().value(), de39(&repeat)), (210, "00".into()));
+    assert_eq!(
+        field(&repeat, 38),
+        field(&first, 38),
+        "the original response"
+    );
+    assert_eq!(field(&repeat, 11).as_deref(), Some("000002"));
+    assert_eq!(switch.balance(&account), (7_000, 0, 3_000));
+    // The same key with another amount: 94, nothing moves.
+    let mismatch = client.call(&purchase(Mti::new(201), PAN, 2_500, 2));
+    assert_eq!(
+        (mismatch.mti().value(), de39(&mismatch)),
+        (210, "94".into())
+    );
+    assert_eq!(switch.balance(&account), (7_000, 0, 3_000));
+    // A declined 0200 repeated as 0201 is the same decline, not a second try.
+    let declined = client.call(&purchase(Mti::new(200), PAN, 8_000, 3));
+    assert_eq!(de39(&declined), "51");
+    let repeat = client.call(&purchase(Mti::new(201), PAN, 8_000, 3));
+    assert_eq!((repeat.mti().value(), de39(&repeat)), (210, "51".into()));
+    assert_eq!(switch.balance(&account), (7_000, 0, 3_000));
+    assert_eq!(
+        switch.metric("authswitch_requests_total{mti=\"0201\",de39=\"00\"}"),
+        2.0
+    );
+}
+
+#[test]
+fn undecodable_0201_gets_a_0210_format_error() {
+    let switch = Switch::start("");
+    let mut client = switch.client();
+    // 0201 with a bitmap announcing DE4 but a non-digit amount.
+    let mut body = Vec::new();
+    body.extend_from_slice(b"0201");
+    let mut bitmap = [0u8; 8];
+    for f in [3u8, 4, 11] {
+        bitmap[(f as usize - 1) / 8] |= 0x80 >> ((f - 1) % 8);
+    }
+    body.extend_from_slice(&bitmap);
+    body.extend_from_slice(b"000000");
+    body.extend_from_slice(b"0000000001X0");
+    body.extend_from_slice(b"000042");
+    let mut frame = (body.len() as u16).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    client.send_raw(&frame);
+    let response = client.recv();
+    assert_eq!(
+        (response.mti().value(), de39(&response)),
+        (210, "30".into())
+    );
+    assert_eq!(field(&response, 11).as_deref(), Some("000042"));
 }
 
 #[test]

@@ -17,6 +17,7 @@ impl Mti {
     pub const AUTHORIZATION_ADVICE_REPEAT: Mti = Mti(121);
     pub const AUTHORIZATION_ADVICE_RESPONSE: Mti = Mti(130);
     pub const FINANCIAL_REQUEST: Mti = Mti(200);
+    pub const FINANCIAL_REQUEST_REPEAT: Mti = Mti(201);
     pub const FINANCIAL_RESPONSE: Mti = Mti(210);
     pub const REVERSAL_REQUEST: Mti = Mti(400);
     pub const REVERSAL_REQUEST_REPEAT: Mti = Mti(401);
@@ -54,7 +55,7 @@ impl Mti {
         let response = match self.0 {
             100 | 101 => 110,
             120 | 121 => 130,
-            200 => 210,
+            200 | 201 => 210,
             400 | 401 => 410,
             420 | 421 => 430,
             800 => 810,
@@ -93,6 +94,7 @@ mod tests {
             (120, Some(130)),
             (121, Some(130)),
             (200, Some(210)),
+            (201, Some(210)),
             (400, Some(410)),
             (401, Some(410)),
             (420, Some(430)),

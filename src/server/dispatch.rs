@@ -347,6 +347,16 @@ fn additional_amount(amount_type: &[u8; 2], currency: u16, amount_minor: i64) ->
 mod tests {
     use super::*;
 
+    /// A request `dispatch` takes but `Mti::response` cannot answer would be decided by the
+    /// ledger and then go unanswered (0201 once did).
+    #[test]
+    fn every_request_dispatch_takes_has_a_response_mti() {
+        for value in [100, 101, 120, 121, 200, 201, 400, 401, 420, 421, 800] {
+            let mti = crate::iso8583::Mti::new(value);
+            assert!(mti.response().is_some(), "{mti}");
+        }
+    }
+
     #[test]
     fn additional_amount_layout() {
         assert_eq!(
