@@ -59,14 +59,21 @@ pub enum TokenSource {
 }
 
 /// The admin token: the environment, else the config, else `<data_dir>/admin.token`
-/// (generated with mode 0600 on first use).
+/// (generated with mode 0600 on first use). An empty token is never returned: the admin API
+/// would take an absent Authorization header for it. An empty (or blank) variable counts as
+/// unset; an empty config value or file is an error.
 pub fn admin_token(config: &Config) -> Result<(String, TokenSource), AppError> {
     if let Ok(token) = std::env::var(ADMIN_TOKEN_ENV) {
-        if !token.is_empty() {
+        if !token.trim().is_empty() {
             return Ok((token, TokenSource::Environment));
         }
     }
     if let Some(token) = &config.admin.token {
+        // Config validation refuses it already; checked again because an empty token opens
+        // every route.
+        if token.trim().is_empty() {
+            return Err(AppError::Config("admin.token must not be empty".into()));
+        }
         return Ok((token.clone(), TokenSource::Config));
     }
     if !config.admin.listen.ip().is_loopback() {
@@ -82,6 +89,11 @@ pub fn admin_token(config: &Config) -> Result<(String, TokenSource), AppError> {
     };
     std::fs::create_dir_all(&config.data_dir).map_err(io)?;
     match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().is_empty() => Err(AppError::Config(format!(
+            "{}: the admin token file is empty; write a token into it, or delete it to have \
+             one generated",
+            path.display()
+        ))),
         Ok(text) => Ok((text.trim().to_string(), TokenSource::File(path.clone()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut raw = [0u8; 24];

@@ -441,6 +441,14 @@ impl Config {
                 "must be 13 to 19 and leave room after the BIN",
             );
         }
+        // An empty token would be compared with an absent Authorization header and match.
+        if a.token.as_ref().is_some_and(|t| t.trim().is_empty()) {
+            return bad(
+                "admin.token",
+                "must not be empty; remove the key to use AUTHSWITCH_ADMIN_TOKEN or a \
+                 generated <data_dir>/admin.token",
+            );
+        }
         if a.body_bytes_max < 1024 || a.body_bytes_max > 64 << 20 {
             return bad("admin.body_bytes_max", "must be between 1 KiB and 64 MiB");
         }
@@ -513,6 +521,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("wal.snapshot_log_percent_min"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_admin_token_is_refused() {
+        for token in ["\"\"", "\"   \"", "\"\\t\""] {
+            let text = format!("[admin]\ntoken = {token}\n");
+            let err = Config::from_toml(&text, Path::new("x.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("config key admin.token: must not be empty"),
+                "{token}: {err}"
+            );
+        }
+        let config = Config::from_toml("[admin]\ntoken = \"t\"\n", Path::new("x.toml")).unwrap();
+        assert_eq!(config.admin.token.as_deref(), Some("t"));
     }
 
     #[test]

@@ -120,3 +120,45 @@ fn serve_refuses_a_non_loopback_admin_address_without_a_token() {
     let (status, stderr) = outcome.expect("serve must refuse to start, not run");
     assert!(!status.success(), "{stderr}");
 }
+
+#[test]
+fn serve_refuses_an_empty_admin_token_in_the_config() {
+    for token in ["\"\"", "\"  \""] {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let extra = format!("[admin]\ntoken = {token}\n");
+        // A public address: before the fix, this served every route without authentication.
+        let args = ["--admin-listen", "0.0.0.0:0"];
+        let outcome = serve_until_exit(&data_dir, &extra, &args, false, Duration::from_secs(30));
+        let (status, stderr) = outcome.expect("serve must refuse to start, not run");
+        assert!(!status.success(), "{stderr}");
+        assert!(
+            stderr.contains("config key admin.token: must not be empty"),
+            "{token}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn serve_refuses_an_empty_admin_token_file() {
+    for content in ["", "\n", "  \n"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let file = data_dir.join("admin.token");
+        std::fs::write(&file, content).unwrap();
+        let args = ["--admin-listen", "127.0.0.1:0"];
+        let outcome = serve_until_exit(&data_dir, "", &args, false, Duration::from_secs(30));
+        let (status, stderr) = outcome.expect("serve must refuse to start, not run");
+        assert!(!status.success(), "{stderr}");
+        assert!(
+            stderr.contains("admin.token: the admin token file is empty"),
+            "{content:?}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            content,
+            "left as it was"
+        );
+    }
+}

@@ -113,14 +113,21 @@ async fn authenticate(State(state): State<AdminState>, request: Request, next: N
         .get(AUTHORIZATION)
         .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
         .unwrap_or_default();
-    let expected = &state.inner.token;
-    // Constant time in the token's content; only the length comparison may short-cut.
-    let matches = presented.len() == expected.len() && bool::from(presented.ct_eq(expected));
-    if !matches {
+    if !token_matches(presented, &state.inner.token) {
         metrics::counter!(crate::metrics::ADMIN_REQUESTS_TOTAL, "status" => "401").increment(1);
         return ApiError::Unauthenticated.into_response();
     }
     next.run(request).await
+}
+
+/// Whether the presented bearer token is the expected one. Constant time in the token's
+/// content; only the length comparison may short-cut. An empty token on either side never
+/// matches: start-up refuses an empty token, and this keeps an absent header (read as empty)
+/// from opening the API should one ever get through.
+fn token_matches(presented: &[u8], expected: &[u8]) -> bool {
+    !expected.is_empty()
+        && presented.len() == expected.len()
+        && bool::from(presented.ct_eq(expected))
 }
 
 /// Submits the program-wide configuration to every shard whose state differs from it, so
@@ -138,5 +145,21 @@ pub async fn apply_program_config(ledger: &Ledger, config: &Config) {
         if let Err(failure) = ledger.command(shard, command).await {
             tracing::error!(shard, ?failure, "cannot apply the program configuration");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_matches;
+
+    #[test]
+    fn only_the_exact_non_empty_token_matches() {
+        assert!(token_matches(b"s3cret", b"s3cret"));
+        assert!(!token_matches(b"s3cre", b"s3cret"));
+        assert!(!token_matches(b"s3creT", b"s3cret"));
+        assert!(!token_matches(b"", b"s3cret"));
+        // An absent header is read as an empty token: it must not match an empty one.
+        assert!(!token_matches(b"", b""));
+        assert!(!token_matches(b"x", b""));
     }
 }
