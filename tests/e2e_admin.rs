@@ -259,6 +259,63 @@ fn bulk_cards_and_authorization_listing() {
     assert_eq!(status, 404);
 }
 
+/// A 400 for `body` on `path` naming `param`, whose text holds no part of the card number.
+fn invalid_without_the_number(switch: &Switch, path: &str, body: Value, param: &str) -> Value {
+    let (status, error) = switch.api("POST", path, Some(body));
+    assert_eq!(
+        (status, error["error"]["param"].as_str()),
+        (400, Some(param)),
+        "{error}"
+    );
+    let text = error.to_string();
+    assert!(
+        !text.contains("4242424242424242") && !text.contains("424242"),
+        "{text}"
+    );
+    error
+}
+
+#[test]
+fn body_errors_never_echo_a_card_number() {
+    let switch = Switch::start("");
+    let (_, holder) = switch.account_and_holder(0, "Holder");
+    let pan = 4_242_424_242_424_242u64;
+    let card = json!({"cardholder": holder, "number": pan, "exp_month": 12, "exp_year": 2099});
+    let error = invalid_without_the_number(&switch, "/v1/cards", card.clone(), "number");
+    assert_eq!(
+        error["error"]["message"],
+        "invalid type: integer, expected a string"
+    );
+    let error = invalid_without_the_number(
+        &switch,
+        "/v1/bulk/cards",
+        json!({"cards": [card]}),
+        "cards[0].number",
+    );
+    assert_eq!(
+        error["error"]["message"],
+        "invalid type: integer, expected a string"
+    );
+    // A card number sent as the value of an enum field.
+    let status = json!({"cardholder": holder, "exp_month": 12, "exp_year": 2099,
+                        "status": "4242424242424242"});
+    let error = invalid_without_the_number(&switch, "/v1/cards", status, "status");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("unknown variant, expected one of `active`"),
+        "{message}"
+    );
+    // Or as a key: the unknown field is not named, its object is.
+    let key = json!({"cards": [{"cardholder": holder, "exp_month": 12, "exp_year": 2099,
+                                "4242424242424242": 1}]});
+    let error = invalid_without_the_number(&switch, "/v1/bulk/cards", key, "cards[0]");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("unknown field, expected one of"),
+        "{message}"
+    );
+}
+
 #[test]
 fn served_routes_match_the_openapi_spec() {
     let spec =
