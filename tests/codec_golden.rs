@@ -3,7 +3,7 @@
 //! the exact bytes, in each charset and bitmap encoding.
 
 use authswitch::iso8583::{
-    BitmapEncoding, Charset, Message, MessageBuilder, Mti, WireFormat, FIELD_LEN_MAX,
+    BitmapEncoding, Charset, CurrencyCode, Message, MessageBuilder, Mti, WireFormat, FIELD_LEN_MAX,
 };
 use bytes::{Bytes, BytesMut};
 
@@ -203,7 +203,7 @@ fn typed_views_of_the_0100() {
         assert_eq!(acceptor.name.as_str(), "ACME COFFEE ROASTERS");
         assert_eq!(acceptor.city.as_str(), "SAN FRANCISCO");
         assert_eq!(acceptor.country, Some(*b"US"));
-        assert_eq!(msg.currency_transaction(), Some(840));
+        assert_eq!(msg.currency_transaction(), Some(CurrencyCode::Numeric(840)));
         assert_eq!(msg.raw(52), Some(expected(52)));
         assert_eq!(msg.acquiring_country(), None);
         assert_eq!(msg.response_code(), None);

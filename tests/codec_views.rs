@@ -1,7 +1,7 @@
 //! Typed views on edge cases: short DE43, DE54 entries, blank DE95 fees, track 2 with `D`,
 //! alphabetic currency codes, PANs outside 12..=19 digits.
 
-use authswitch::iso8583::{Charset, Message, MessageBuilder, Mti, WireFormat};
+use authswitch::iso8583::{Charset, CurrencyCode, Message, MessageBuilder, Mti, WireFormat};
 use bytes::BytesMut;
 
 fn message(fields: &[(u8, &[u8])], charset: Charset) -> Message {
@@ -120,13 +120,48 @@ fn track2_with_d_separator_gives_pan_and_expiry() {
 }
 
 #[test]
+fn currency_codes_are_reported_as_sent() {
+    for charset in CHARSETS {
+        let msg = message(&[(49, b"978"), (50, b"eur"), (51, b"9X9")], charset);
+        assert_eq!(
+            msg.currency_transaction(),
+            Some(CurrencyCode::Numeric(978)),
+            "{charset:?}"
+        );
+        assert_eq!(
+            msg.currency_settlement(),
+            Some(CurrencyCode::Alpha(*b"EUR"))
+        );
+        assert_eq!(
+            msg.currency_cardholder_billing(),
+            Some(CurrencyCode::Unreadable),
+            "present, so never None"
+        );
+        assert_eq!(
+            msg.currency_transaction().and_then(CurrencyCode::numeric),
+            Some(978)
+        );
+        assert_eq!(
+            msg.currency_settlement().and_then(CurrencyCode::numeric),
+            None
+        );
+        let absent = message(&[(11, b"000001")], charset);
+        assert_eq!(absent.currency_transaction(), None);
+    }
+}
+
+#[test]
 fn views_refuse_values_they_cannot_represent() {
     let msg = message(
         &[(2, b"41111111111"), (49, b"USD"), (14, b"2913")],
         Charset::Ascii,
     );
     assert_eq!(msg.pan(), None, "11 digits is too short for a PAN");
-    assert_eq!(msg.currency_transaction(), None);
+    // DE49 is `an 3`: an alphabetic code is reported as such, never as absent.
+    assert_eq!(
+        msg.currency_transaction(),
+        Some(CurrencyCode::Alpha(*b"USD"))
+    );
     // The view reports what is there; checking that month 13 is invalid is the caller's job.
     let expiry = msg.expiry().unwrap();
     assert_eq!((expiry.year, expiry.month), (29, 13));

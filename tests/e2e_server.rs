@@ -302,6 +302,50 @@ fn undecodable_0201_gets_a_0210_format_error() {
 }
 
 #[test]
+fn alphabetic_de49_is_the_currency_it_names() {
+    let switch = Switch::start("");
+    let (account, _, _) = switch.provision(100_000, PAN);
+    let mut client = switch.client();
+    let mut stan = 0;
+    let mut call = |de49: &[u8], billing: Option<(&[u8], u64)>| {
+        stan += 1;
+        let mut b = auth_0100(PAN, 5_000, stan);
+        b.set_text(49, de49);
+        if let Some((de51, de6)) = billing {
+            b.set_text(51, de51).set_number(6, de6);
+        }
+        let response = client.call(&b);
+        assert_eq!(response.mti().value(), 110);
+        assert_eq!(
+            field(&response, 49).as_deref(),
+            std::str::from_utf8(de49).ok()
+        );
+        de39(&response)
+    };
+    // EUR on a USD account, numeric or alphabetic: 13, nothing held.
+    assert_eq!(call(b"978", None), "13");
+    assert_eq!(call(b"EUR", None), "13");
+    assert_eq!(call(b"eur", None), "13");
+    assert_eq!(switch.balance(&account), (100_000, 0, 0));
+    // A code the switch does not know, or not a code at all: present, so never read as the
+    // account's currency; declined 13 like an unknown numeric code.
+    assert_eq!(call(b"XYZ", None), "13");
+    assert_eq!(call(b"9X9", None), "13");
+    assert_eq!(call(b"000", None), "13");
+    assert_eq!(switch.balance(&account), (100_000, 0, 0));
+    // USD spelled out is the account's currency: approved and held.
+    assert_eq!(call(b"USD", None), "00");
+    assert_eq!(switch.balance(&account), (95_000, 5_000, 0));
+    // EUR with the billing amount in USD (DE51 alphabetic too): DE6 is held.
+    assert_eq!(call(b"EUR", Some((b"USD", 5_500))), "00");
+    assert_eq!(switch.balance(&account), (89_500, 10_500, 0));
+    assert_eq!(call(b"XYZ", Some((b"840", 1_000))), "00");
+    assert_eq!(switch.balance(&account), (88_500, 11_500, 0));
+    assert_eq!(call(b"EUR", Some((b"XYZ", 1_000))), "13");
+    assert_eq!(switch.balance(&account), (88_500, 11_500, 0));
+}
+
+#[test]
 fn malformed_frame_among_good_ones_gets_30_and_the_connection_lives() {
     let switch = Switch::start("");
     switch.provision(10_000, PAN);

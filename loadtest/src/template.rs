@@ -344,7 +344,10 @@ mod tests {
                 acceptor.country,
                 Some([merchant.name_location[38], merchant.name_location[39]])
             );
-            assert_eq!(msg.currency_transaction(), Some(840));
+            assert_eq!(
+                msg.currency_transaction().and_then(|c| c.numeric()),
+                Some(840)
+            );
             assert!(!msg.has(90) && !msg.has(95) && !msg.has(70));
         }
     }

@@ -25,7 +25,7 @@ pub use frame::{swap_tpdu, Frame, FrameCodec, FRAME_LEN_MAX_DEFAULT, TPDU_LEN};
 pub use message::{peek_mti_stan, FieldIter, Message, MESSAGE_LEN_MAX};
 pub use mti::{Mti, MTI_VALUE_MAX};
 pub use views::{
-    luhn_check_digit, parse_digits, AdditionalAmount, AdditionalAmounts, CardAcceptor, Expiry,
-    LocalTime, MaskedPan, MonthDay, OriginalData, Pan, ProcessingCode, ReplacementAmounts, Text,
-    TransmissionTime, ADDITIONAL_AMOUNTS_MAX, PAN_LEN_MAX, PAN_LEN_MIN,
+    luhn_check_digit, parse_digits, AdditionalAmount, AdditionalAmounts, CardAcceptor,
+    CurrencyCode, Expiry, LocalTime, MaskedPan, MonthDay, OriginalData, Pan, ProcessingCode,
+    ReplacementAmounts, Text, TransmissionTime, ADDITIONAL_AMOUNTS_MAX, PAN_LEN_MAX, PAN_LEN_MIN,
 };

@@ -15,6 +15,45 @@ use super::mti::Mti;
 pub const PAN_LEN_MIN: usize = 12;
 pub const PAN_LEN_MAX: usize = 19;
 
+/// A currency field (DE49, DE50, DE51; `an 3` in the 1987 dictionary) as sent. The view does
+/// not judge the code: mapping an alphabetic code to its number, and what an unknown code
+/// means, is the caller's business. A present field is never `None`, so a caller cannot take
+/// a code it does not understand for an absent one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CurrencyCode {
+    /// Three digits: an ISO 4217 numeric code (`840`), known or not.
+    Numeric(u16),
+    /// Three letters, uppercased: an ISO 4217 alphabetic code (`EUR`), known or not.
+    Alpha([u8; 3]),
+    /// Anything else (a mix of digits and letters, other characters).
+    Unreadable,
+}
+
+impl CurrencyCode {
+    fn from_value(value: &[u8]) -> Option<CurrencyCode> {
+        let code = match value {
+            [_, _, _] if value.iter().all(u8::is_ascii_digit) => {
+                CurrencyCode::Numeric(parse_digits(value)? as u16)
+            }
+            [a, b, c] if value.iter().all(u8::is_ascii_alphabetic) => CurrencyCode::Alpha([
+                a.to_ascii_uppercase(),
+                b.to_ascii_uppercase(),
+                c.to_ascii_uppercase(),
+            ]),
+            _ => CurrencyCode::Unreadable,
+        };
+        Some(code)
+    }
+
+    /// The numeric code when the field carried digits.
+    pub fn numeric(self) -> Option<u16> {
+        match self {
+            CurrencyCode::Numeric(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
 /// Parses ASCII digits into a number; `None` on an empty input, a non-digit or overflow.
 pub fn parse_digits(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() {
@@ -413,19 +452,19 @@ impl Message {
         })
     }
 
-    /// DE49 as an ISO 4217 numeric code (`None` for alphabetic codes).
-    pub fn currency_transaction(&self) -> Option<u16> {
-        Some(self.number(49)? as u16)
+    /// DE49 as sent; `None` only when the field is absent.
+    pub fn currency_transaction(&self) -> Option<CurrencyCode> {
+        self.with_value(49, CurrencyCode::from_value)
     }
 
-    /// DE50.
-    pub fn currency_settlement(&self) -> Option<u16> {
-        Some(self.number(50)? as u16)
+    /// DE50 as sent; `None` only when the field is absent.
+    pub fn currency_settlement(&self) -> Option<CurrencyCode> {
+        self.with_value(50, CurrencyCode::from_value)
     }
 
-    /// DE51.
-    pub fn currency_cardholder_billing(&self) -> Option<u16> {
-        Some(self.number(51)? as u16)
+    /// DE51 as sent; `None` only when the field is absent.
+    pub fn currency_cardholder_billing(&self) -> Option<CurrencyCode> {
+        self.with_value(51, CurrencyCode::from_value)
     }
 
     /// DE11.

@@ -72,6 +72,11 @@ pub(crate) fn check_amount(req: &AuthRequest) -> Result<(), DeclineReason> {
 /// DE6 when DE51 is, else a currency mismatch.
 /// `AuthRequest::currency` of a request without DE49.
 pub const CURRENCY_ABSENT: u16 = 0;
+/// `AuthRequest::currency` (or `billing_currency`) of a field that was present but names no
+/// ISO 4217 currency the switch knows by that form (an unknown alphabetic code, a mix of
+/// characters, `000`). Not a three-digit code, so never an account's currency: the request is
+/// answered as one in a currency the account is not in (13 unless DE6/DE51 is).
+pub const CURRENCY_UNREADABLE: u16 = u16::MAX;
 
 pub(crate) fn account_amount(req: &AuthRequest, currency: Currency) -> Result<i64, DeclineReason> {
     // 0: the request carried no DE49, which the dialect reads as the account's currency

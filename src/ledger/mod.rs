@@ -22,6 +22,7 @@ pub mod state;
 pub mod testkit;
 pub mod tools;
 
+pub use authorize::{CURRENCY_ABSENT, CURRENCY_UNREADABLE};
 pub use command::{
     AuthKind, AuthOutcome, AuthRequest, Command, CommandError, MerchantData, Outcome,
     ProgramConfig, ReversalRequest, TxnKey,

@@ -7,12 +7,12 @@
 
 use crate::domain::controls::card_presence;
 use crate::domain::country::alpha2_from_numeric;
-use crate::domain::CardId;
-use crate::iso8583::{Message, Pan, FIELD_LEN_MAX};
+use crate::domain::{CardId, Currency};
+use crate::iso8583::{CurrencyCode, Message, Pan, FIELD_LEN_MAX};
 use crate::ledger::command::{AuthKind, AuthRequest, MerchantData, ReversalRequest, TxnKey};
 use crate::ledger::runtime::Ledger;
 use crate::ledger::shard::Work;
-use crate::ledger::{Command, Outcome};
+use crate::ledger::{Command, Outcome, CURRENCY_ABSENT, CURRENCY_UNREADABLE};
 
 /// What to do with one decoded request (inline work: see `Work`).
 #[allow(clippy::large_enum_variant)]
@@ -218,10 +218,12 @@ fn auth_request(
         content_hash: content_hash(msg, card),
         kind,
         amount_minor,
-        // No DE49: 0, which the ledger reads as the account currency (CURRENCY_ABSENT).
-        currency: msg.currency_transaction().unwrap_or(0),
+        // No DE49: the ledger reads it as the account currency (CURRENCY_ABSENT).
+        currency: msg
+            .currency_transaction()
+            .map_or(CURRENCY_ABSENT, currency_numeric),
         billing_amount_minor: msg.amount_cardholder_billing(),
-        billing_currency: msg.currency_cardholder_billing(),
+        billing_currency: msg.currency_cardholder_billing().map(currency_numeric),
         mcc: msg.mcc().unwrap_or(0),
         merchant_country,
         presence,
@@ -231,6 +233,23 @@ fn auth_request(
         merchant,
         stan: msg.stan().unwrap_or(0),
         rrn,
+    }
+}
+
+/// A present DE49 or DE51 as the ledger takes it: digits as they are, an alphabetic code
+/// (DE49 is `an 3`) mapped to its numeric code through the currency table. Anything else (an
+/// alphabetic code not in the table, a mix of characters, `000`, which would read as
+/// `CURRENCY_ABSENT`) is `CURRENCY_UNREADABLE`, which the ledger declines 13 like an unknown
+/// numeric code, unless DE6/DE51 carry the amount in the account's currency. Never absent:
+/// that would charge the amount in the account's currency whatever the merchant's was.
+fn currency_numeric(code: CurrencyCode) -> u16 {
+    match code {
+        CurrencyCode::Numeric(numeric) if numeric != CURRENCY_ABSENT => numeric,
+        CurrencyCode::Alpha(alpha) => std::str::from_utf8(&alpha)
+            .ok()
+            .and_then(Currency::from_alpha)
+            .map_or(CURRENCY_UNREADABLE, Currency::numeric),
+        _ => CURRENCY_UNREADABLE,
     }
 }
 
@@ -307,7 +326,12 @@ impl WireAnswer {
                 if &de39 == b"10" {
                     answer.amount_minor = u64::try_from(auth.approved_merchant_amount_minor).ok();
                     let requested = request.amount_transaction().unwrap_or(0);
-                    let requested_currency = request.currency_transaction().unwrap_or(currency);
+                    // DE54's currency is three digits: the account's when DE49 named none.
+                    let requested_currency = request
+                        .currency_transaction()
+                        .map(currency_numeric)
+                        .filter(|c| *c != CURRENCY_UNREADABLE)
+                        .unwrap_or(currency);
                     answer.de54 = Some(additional_amount(b"57", requested_currency, requested));
                 }
                 let inquiry = request
