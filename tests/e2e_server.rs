@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use authswitch::iso8583::{MessageBuilder, Mti};
+use authswitch::iso8583::{LengthHeader, Message, MessageBuilder, Mti, WireFormat};
 use common::{auth_0100, de39, field, purchase, Client, Switch};
 use serde_json::json;
 
@@ -343,6 +343,98 @@ fn alphabetic_de49_is_the_currency_it_names() {
     assert_eq!(switch.balance(&account), (88_500, 11_500, 0));
     assert_eq!(call(b"EUR", Some((b"XYZ", 1_000))), "13");
     assert_eq!(switch.balance(&account), (88_500, 11_500, 0));
+}
+
+/// Sends one ASCII-2-framed message and reads the framed answer.
+fn ascii2_call(stream: &mut TcpStream, builder: &MessageBuilder<'_>) -> (usize, Message) {
+    let format = WireFormat {
+        header: LengthHeader::Ascii2,
+        ..WireFormat::default()
+    };
+    let mut body = bytes::BytesMut::new();
+    builder.encode(&format, &mut body).unwrap();
+    let mut frame = format!("{:02}", body.len()).into_bytes();
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).unwrap();
+    let mut header = [0u8; 2];
+    stream.read_exact(&mut header).unwrap();
+    let len: usize = std::str::from_utf8(&header).unwrap().parse().unwrap();
+    let mut answer = vec![0u8; len];
+    stream.read_exact(&mut answer).unwrap();
+    let message = Message::decode(bytes::Bytes::from(answer), &format).unwrap();
+    (body.len(), message)
+}
+
+/// An 0100 of exactly 97 bytes: DE2, 3, 4, 7, 11, 12, 13, 37, 41, 49.
+fn auth_97_bytes(pan: &str, amount: u64, stan: u32) -> MessageBuilder<'_> {
+    let mut b = MessageBuilder::new(Mti::new(100));
+    b.set_text(2, pan.as_bytes())
+        .set_text(3, b"000000")
+        .set_number(4, amount)
+        .set_text(7, b"1121120000")
+        .set_number(11, u64::from(stan))
+        .set_text(12, b"120000")
+        .set_text(13, b"1121")
+        .set_text(37, b"000000000007")
+        .set_text(41, b"TERM0001")
+        .set_number(49, 840);
+    b
+}
+
+#[test]
+fn a_response_longer_than_the_ascii2_header_allows_is_sent_minimal() {
+    let switch = Switch::start("[wire]\nheader = \"ascii2\"\n");
+    let (account, _, _) = switch.provision(5_000, PAN);
+    let mut stream = TcpStream::connect(switch.iso).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // Approved: the echo plus DE38 and DE39 would be 105 bytes, over the header's 99.
+    let (sent, response) = ascii2_call(&mut stream, &auth_97_bytes(PAN, 1_000, 7));
+    assert_eq!(sent, 97);
+    assert_eq!(
+        (response.mti().value(), de39(&response)),
+        (110, "00".into())
+    );
+    assert_eq!(field(&response, 11).as_deref(), Some("000007"));
+    assert_eq!(field(&response, 37).as_deref(), Some("000000000007"));
+    assert_eq!(field(&response, 2), None, "minimal: the PAN is not echoed");
+    assert_eq!(switch.balance(&account), (4_000, 1_000, 0));
+    // Declined: the echo plus DE39 is 99 bytes and fits, so the full response goes.
+    let (_, response) = ascii2_call(&mut stream, &auth_97_bytes(PAN, 9_000, 8));
+    assert_eq!(
+        (response.mti().value(), de39(&response)),
+        (110, "51".into())
+    );
+    assert_eq!(field(&response, 11).as_deref(), Some("000008"));
+    assert_eq!(field(&response, 2).as_deref(), Some(PAN));
+    assert_eq!(field(&response, 41).as_deref(), Some("TERM0001"));
+    assert_eq!(switch.balance(&account), (4_000, 1_000, 0));
+    assert!(!switch.log_text().contains("cannot encode"));
+}
+
+#[test]
+fn a_response_longer_than_frame_len_max_is_sent_whole() {
+    let switch = Switch::start("[server]\nframe_len_max = 64\n");
+    let (account, _, _) = switch.provision(5_000, PAN);
+    let mut client = switch.client();
+    let mut b = MessageBuilder::new(Mti::new(100));
+    b.set_text(2, PAN.as_bytes())
+        .set_text(3, b"000000")
+        .set_number(4, 1_000)
+        .set_number(11, 9)
+        .set_number(49, 840);
+    // 57 bytes in (under the limit of 64); with DE38 and DE39 the answer is 65.
+    assert_eq!(client.encode(&b).len() - 2, 57);
+    let response = client.call(&b);
+    assert_eq!(
+        (response.mti().value(), de39(&response)),
+        (110, "00".into())
+    );
+    assert_eq!(field(&response, 11).as_deref(), Some("000009"));
+    assert_eq!(field(&response, 4).as_deref(), Some("000000001000"));
+    assert_eq!(field(&response, 38).map(|c| c.len()), Some(6));
+    assert_eq!(switch.balance(&account), (4_000, 1_000, 0));
 }
 
 #[test]

@@ -63,8 +63,8 @@ fn record(request: &Message, arrived: Instant, de39: [u8; 2]) -> Duration {
     elapsed
 }
 
-/// Appends one response frame; on an encoding failure (which would be our bug, since every
-/// echoed field was validated on decode) logs it and writes nothing.
+/// Appends one response frame. When it does not fit a frame, the ledger has acted already:
+/// a minimal response (`write_minimal`) goes instead of nothing.
 fn write_response(
     request: &Message,
     tpdu: Option<[u8; 5]>,
@@ -75,6 +75,28 @@ fn write_response(
     let Some(mti) = request.mti().response() else {
         return;
     };
+    let wire = &shared.config.wire;
+    let codec = outgoing_codec(wire);
+    let builder = full_response(mti, request, answer);
+    let mark = out.len();
+    let result = codec.write_frame(tpdu, out, |body| builder.encode(wire, body));
+    if let Err(error) = result {
+        out.truncate(mark);
+        tracing::warn!(%error, mti = %mti, "response does not fit a frame; answering minimally");
+        write_minimal(mti, request, tpdu, answer, shared, out);
+    }
+}
+
+/// The codec responses are written with. Only what the length header can express bounds
+/// them: `server.frame_len_max` protects our reader from the peer, and a response adds
+/// DE38, DE39 and DE54 to a request that fitted it, so holding responses to it dropped
+/// answers to requests the ledger had decided.
+fn outgoing_codec(wire: &crate::iso8583::WireFormat) -> FrameCodec {
+    FrameCodec::new(wire, wire.header.representable_len_max())
+}
+
+/// The response with every echoed and added field.
+fn full_response<'a>(mti: Mti, request: &'a Message, answer: &'a WireAnswer) -> MessageBuilder<'a> {
     let mut builder = MessageBuilder::new(mti);
     let amount_echo = answer.amount_minor.is_none();
     for field in ECHO_FIELDS {
@@ -82,19 +104,14 @@ fn write_response(
             builder.copy_from(request, field);
         }
     }
-    let class = request.mti().value() / 100 % 10;
-    if class == 4 {
-        for field in ECHO_REVERSAL {
-            if request.has(field) {
-                builder.copy_from(request, field);
-            }
-        }
-    }
-    if class == 8 {
-        for field in ECHO_NETWORK {
-            if request.has(field) {
-                builder.copy_from(request, field);
-            }
+    let extra: &[u8] = match request.mti().value() / 100 % 10 {
+        4 => &ECHO_REVERSAL,
+        8 => &ECHO_NETWORK,
+        _ => &[],
+    };
+    for &field in extra {
+        if request.has(field) {
+            builder.copy_from(request, field);
         }
     }
     if let Some(amount) = answer.amount_minor {
@@ -107,12 +124,44 @@ fn write_response(
     if let Some(entry) = &answer.de54 {
         builder.set_text(54, entry);
     }
-    let codec = FrameCodec::new(&shared.config.wire, shared.config.server.frame_len_max);
-    let mark = out.len();
-    let result = codec.write_frame(tpdu, out, |body| builder.encode(&shared.config.wire, body));
-    if let Err(error) = result {
-        out.truncate(mark);
-        tracing::error!(%error, mti = %mti, "cannot encode a response");
+    builder
+}
+
+/// The smallest answer the network can match to its request: MTI, DE11 and DE39, with DE37
+/// when that still fits, and the approved amount of a partial approval (DE39 10 means nothing
+/// without it). Logged and dropped only if not even that fits (a TPDU and a 99-byte ASCII
+/// header leave room for it, so that would be our bug).
+fn write_minimal(
+    mti: Mti,
+    request: &Message,
+    tpdu: Option<[u8; 5]>,
+    answer: &WireAnswer,
+    shared: &Shared,
+    out: &mut BytesMut,
+) {
+    let wire = &shared.config.wire;
+    let codec = outgoing_codec(wire);
+    let mut last = None;
+    for echo in [&[11u8, 37][..], &[11]] {
+        let mut builder = MessageBuilder::new(mti);
+        for &field in echo.iter().filter(|f| request.has(**f)) {
+            builder.copy_from(request, field);
+        }
+        if let Some(amount) = answer.amount_minor {
+            builder.set_number(4, amount);
+        }
+        builder.set_text(39, &answer.de39);
+        let mark = out.len();
+        match codec.write_frame(tpdu, out, |body| builder.encode(wire, body)) {
+            Ok(()) => return,
+            Err(error) => {
+                out.truncate(mark);
+                last = Some(error);
+            }
+        }
+    }
+    if let Some(error) = last {
+        tracing::error!(%error, mti = %mti, "cannot encode even a minimal response");
     }
 }
 
@@ -123,7 +172,7 @@ pub fn format_error(mti: Mti, stan: u32, tpdu: Option<[u8; 5]>, shared: &Shared)
     let mut builder = MessageBuilder::new(response);
     builder.set_number(11, u64::from(stan));
     builder.set_text(39, b"30");
-    let codec = FrameCodec::new(&shared.config.wire, shared.config.server.frame_len_max);
+    let codec = outgoing_codec(&shared.config.wire);
     let mut out = BytesMut::with_capacity(64);
     let result = codec.write_frame(tpdu, &mut out, |body| {
         builder.encode(&shared.config.wire, body)
