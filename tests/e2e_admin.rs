@@ -259,6 +259,76 @@ fn bulk_cards_and_authorization_listing() {
     assert_eq!(status, 404);
 }
 
+#[test]
+fn ids_on_a_shard_the_switch_does_not_run_are_unknown_ids() {
+    let switch = Switch::start("[ledger]\nshards = 2\n");
+    let (account, _, _) = switch.provision(1_000, "4242424242424242");
+    // The same request with an unknown id on shard 0 and with an id on shard 0xffff.
+    let same_answer = |method: &str, path: &str, body: Option<Value>, kind: &str| {
+        let unknown = format!("{kind}0000ffffffffffff");
+        let foreign = format!("{kind}ffff000000000000");
+        let with = |id: &str| {
+            let path = path.replace("{id}", id);
+            let body = body
+                .as_ref()
+                .map(|b| serde_json::from_str(&b.to_string().replace("{id}", id)).unwrap());
+            switch.api(method, &path, body)
+        };
+        let (expected, got) = (with(&unknown), with(&foreign));
+        assert_eq!(got, expected, "{method} {path}");
+        expected
+    };
+    for (kind, path, param) in [
+        ("acct_", "/v1/accounts/{id}", "account"),
+        ("ich_", "/v1/cardholders/{id}", "cardholder"),
+        ("ic_", "/v1/cards/{id}", "card"),
+        ("iauth_", "/v1/authorizations/{id}", "authorization"),
+        ("ipi_", "/v1/transactions/{id}", "transaction"),
+    ] {
+        let (status, body) = same_answer("GET", path, None, kind);
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(
+            body,
+            json!({"error": {"type": "invalid_request_error", "code": "resource_missing",
+                             "param": param, "message": format!("no such {param}")}})
+        );
+    }
+    let changes = [
+        ("/v1/accounts/{id}/fundings", json!({"amount": 1}), "acct_"),
+        ("/v1/accounts/{id}", json!({"status": "disabled"}), "acct_"),
+        ("/v1/cardholders/{id}", json!({"name": "X"}), "ich_"),
+        ("/v1/cards/{id}", json!({"status": "lost"}), "ic_"),
+        (
+            "/v1/authorizations/{id}/capture",
+            json!({"amount": 1}),
+            "iauth_",
+        ),
+        ("/v1/transactions/{id}/refund", json!({"amount": 1}), "ipi_"),
+        (
+            "/v1/cardholders",
+            json!({"account": "{id}", "name": "N"}),
+            "acct_",
+        ),
+        (
+            "/v1/cards",
+            json!({"cardholder": "{id}", "exp_month": 12, "exp_year": 2030}),
+            "ich_",
+        ),
+        (
+            "/v1/transactions/force_capture",
+            json!({"card": "{id}", "amount": 100}),
+            "ic_",
+        ),
+    ];
+    for (path, body, kind) in changes {
+        let (status, body) = same_answer("POST", path, Some(body), kind);
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let (status, body) = same_answer("GET", "/v1/authorizations?card={id}", None, "ic_");
+    assert_eq!((status, &body["data"]), (200, &json!([])));
+    assert_eq!(switch.balance(&account), (1_000, 0, 0));
+}
+
 /// A 400 for `body` on `path` naming `param`, whose text holds no part of the card number.
 fn invalid_without_the_number(switch: &Switch, path: &str, body: Value, param: &str) -> Value {
     let (status, error) = switch.api("POST", path, Some(body));

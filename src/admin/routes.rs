@@ -16,11 +16,11 @@ use super::error::{parse_body, ApiError};
 use super::AdminState;
 use crate::config::Config;
 use crate::domain::controls::{SpendingControls, SpendingLimit};
-use crate::domain::TransactionId;
 use crate::domain::{
     AccountId, AccountStatus, AuthorizationId, CardId, CardStatus, CardholderId, CardholderStatus,
     Currency,
 };
+use crate::domain::{ShardOwned, TransactionId};
 use crate::ledger::platform::WEBHOOK_DEADLINE_MS_DEFAULT;
 use crate::ledger::{Command, CommandError, Outcome, ProgramConfig, Query, QueryResult};
 use crate::ledger::{MerchantData, TimeoutDecision, WebhookConfig};
@@ -56,14 +56,41 @@ pub fn routes() -> Router<AdminState> {
         .route("/v1/transactions/{id}/refund", post(refund_transaction))
 }
 
-fn parse_id<T: FromStr>(param: &str, text: &str) -> Result<T, ApiError> {
-    T::from_str(text).map_err(|_| ApiError::not_found(param))
+/// An id in a path: malformed, or on a shard this switch does not run, it names no object.
+fn parse_id<T: FromStr + ShardOwned>(
+    state: &AdminState,
+    param: &str,
+    text: &str,
+) -> Result<T, ApiError> {
+    T::from_str(text)
+        .ok()
+        .filter(|id| runs_shard(state, *id))
+        .ok_or_else(|| ApiError::not_found(param))
 }
 
 /// An id in a body: malformed is a 400 naming the parameter (a 404 is for a well-formed id of
-/// an object that does not exist).
-fn body_id<T: FromStr>(param: &str, text: &str) -> Result<T, ApiError> {
+/// an object that does not exist, on a shard this switch does not run too).
+fn body_id<T: FromStr + ShardOwned>(
+    state: &AdminState,
+    param: &str,
+    text: &str,
+) -> Result<T, ApiError> {
+    let id = well_formed_id(param, text)?;
+    if !runs_shard(state, id) {
+        return Err(ApiError::not_found(param));
+    }
+    Ok(id)
+}
+
+fn well_formed_id<T: FromStr>(param: &str, text: &str) -> Result<T, ApiError> {
     T::from_str(text).map_err(|_| ApiError::invalid(param, format!("not a valid {param} id")))
+}
+
+/// Whether the shard named in an id's top bits is one this switch runs. Any 16 bits parse, and
+/// the runtime has no queue for the others: without this check such an id got 503
+/// "overloaded" instead of the 404 of an unknown id on a shard it runs.
+fn runs_shard(state: &AdminState, id: impl ShardOwned) -> bool {
+    usize::from(id.owner_shard()) < state.inner.ledger.shard_count()
 }
 
 /// Runs a command on a shard and turns its rejection into an API error.
@@ -120,7 +147,7 @@ async fn account_json(state: &AdminState, id: AccountId) -> ApiResult {
 }
 
 async fn get_account(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult {
-    account_json(&state, parse_id("account", &id)?).await
+    account_json(&state, parse_id(&state, "account", &id)?).await
 }
 
 #[derive(Deserialize)]
@@ -155,7 +182,7 @@ async fn update_account(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let account: AccountId = parse_id("account", &id)?;
+    let account: AccountId = parse_id(&state, "account", &id)?;
     let body: UpdateAccountBody = parse_body(&body)?;
     let webhook = body.authorization_webhook.map(|w| {
         w.map(|w| WebhookConfig {
@@ -196,7 +223,7 @@ async fn fund_account(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let account: AccountId = parse_id("account", &id)?;
+    let account: AccountId = parse_id(&state, "account", &id)?;
     let body: FundingBody = parse_body(&body)?;
     if body.amount <= 0 {
         return Err(ApiError::invalid(
@@ -228,7 +255,7 @@ const NAME_LEN_MAX: usize = 200;
 
 async fn create_cardholder(State(state): State<AdminState>, body: Bytes) -> ApiResult {
     let body: CreateCardholderBody = parse_body(&body)?;
-    let account: AccountId = body_id("account", &body.account)?;
+    let account: AccountId = body_id(&state, "account", &body.account)?;
     if body.name.trim().is_empty() || body.name.len() > NAME_LEN_MAX {
         return Err(ApiError::invalid("name", "must be 1 to 200 characters"));
     }
@@ -252,7 +279,7 @@ async fn cardholder_json(state: &AdminState, id: CardholderId) -> ApiResult {
 }
 
 async fn get_cardholder(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult {
-    cardholder_json(&state, parse_id("cardholder", &id)?).await
+    cardholder_json(&state, parse_id(&state, "cardholder", &id)?).await
 }
 
 #[derive(Deserialize)]
@@ -268,7 +295,7 @@ async fn update_cardholder(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let cardholder: CardholderId = parse_id("cardholder", &id)?;
+    let cardholder: CardholderId = parse_id(&state, "cardholder", &id)?;
     let body: UpdateCardholderBody = parse_body(&body)?;
     if let Some(name) = &body.name {
         if name.trim().is_empty() || name.len() > NAME_LEN_MAX {
@@ -304,7 +331,7 @@ pub async fn create_card_inner(
     state: &AdminState,
     body: CreateCardBody,
 ) -> Result<(CardId, Option<String>), ApiError> {
-    let cardholder: CardholderId = body_id("cardholder", &body.cardholder)?;
+    let cardholder: CardholderId = body_id(state, "cardholder", &body.cardholder)?;
     if !(1..=12).contains(&body.exp_month) {
         return Err(ApiError::invalid("exp_month", "must be 1 to 12"));
     }
@@ -315,7 +342,7 @@ pub async fn create_card_inner(
         ));
     }
     let replacement_for = match &body.replacement_for {
-        Some(text) => Some(body_id::<CardId>("replacement_for", text)?),
+        Some(text) => Some(body_id::<CardId>(state, "replacement_for", text)?),
         None => None,
     };
     let ledger = &state.inner.ledger;
@@ -387,7 +414,7 @@ async fn card_json(state: &AdminState, id: CardId) -> ApiResult {
 }
 
 async fn get_card(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult {
-    card_json(&state, parse_id("card", &id)?).await
+    card_json(&state, parse_id(&state, "card", &id)?).await
 }
 
 #[derive(Deserialize)]
@@ -402,7 +429,7 @@ async fn update_card(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let card: CardId = parse_id("card", &id)?;
+    let card: CardId = parse_id(&state, "card", &id)?;
     let body: UpdateCardBody = parse_body(&body)?;
     let update = Command::UpdateCard {
         card,
@@ -468,7 +495,7 @@ fn error_json(error: &ApiError) -> Value {
 // ---- authorizations -------------------------------------------------------------------------
 
 async fn get_authorization(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult {
-    let id: AuthorizationId = parse_id("authorization", &id)?;
+    let id: AuthorizationId = parse_id(&state, "authorization", &id)?;
     match query(&state, id.shard(), Query::GetAuthorization(id)).await? {
         QueryResult::Authorization(view) => Ok(Json(with_object("issuing.authorization", &view))),
         _ => Err(ApiError::not_found("authorization")),
@@ -492,7 +519,7 @@ async fn list_authorizations(
         return Err(ApiError::invalid("limit", "must be 1 to 100"));
     }
     let card = match &params.card {
-        Some(text) => Some(body_id::<CardId>("card", text)?),
+        Some(text) => Some(well_formed_id::<CardId>("card", text)?),
         None => None,
     };
     let status = match &params.status {
@@ -503,7 +530,9 @@ async fn list_authorizations(
         None => None,
     };
     let shards: Vec<u16> = match card {
-        Some(card) => vec![card.shard()],
+        // An unknown card lists nothing, on a shard this switch does not run too.
+        Some(card) if runs_shard(&state, card) => vec![card.shard()],
+        Some(_) => Vec::new(),
         None => (0..state.inner.ledger.shard_count() as u16).collect(),
     };
     let mut data = Vec::new();
@@ -546,7 +575,7 @@ async fn capture_authorization(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let authorization: AuthorizationId = parse_id("authorization", &id)?;
+    let authorization: AuthorizationId = parse_id(&state, "authorization", &id)?;
     let body: CaptureBody = parse_body(&body)?;
     if body.amount <= 0 {
         return Err(ApiError::invalid(
@@ -584,7 +613,7 @@ async fn refund_transaction(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let transaction: TransactionId = parse_id("transaction", &id)?;
+    let transaction: TransactionId = parse_id(&state, "transaction", &id)?;
     let body: RefundBody = parse_body(&body)?;
     if body.amount.is_some_and(|a| a <= 0) {
         return Err(ApiError::invalid(
@@ -634,7 +663,7 @@ pub struct ForceCaptureBody {
 /// A capture the network clears without an authorization.
 async fn force_capture(State(state): State<AdminState>, body: Bytes) -> ApiResult {
     let body: ForceCaptureBody = parse_body(&body)?;
-    let card: CardId = body_id("card", &body.card)?;
+    let card: CardId = body_id(&state, "card", &body.card)?;
     if body.amount <= 0 {
         return Err(ApiError::invalid(
             "amount",
@@ -682,7 +711,7 @@ async fn transaction_json(state: &AdminState, id: TransactionId) -> ApiResult {
 }
 
 async fn get_transaction(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult {
-    transaction_json(&state, parse_id("transaction", &id)?).await
+    transaction_json(&state, parse_id(&state, "transaction", &id)?).await
 }
 
 /// Serializes a view and adds Stripe's `object` field.

@@ -41,6 +41,11 @@ fn parse_hex16(s: &str) -> Result<u64, IdParseError> {
     Ok(v)
 }
 
+/// What every id kind has, for code generic over them: the shard that owns its object.
+pub trait ShardOwned: Copy {
+    fn owner_shard(self) -> u16;
+}
+
 macro_rules! define_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -65,6 +70,12 @@ macro_rules! define_id {
             /// The per-shard sequence (the index in the shard's tables).
             pub fn seq(self) -> u64 {
                 self.0 & ID_SEQ_MAX
+            }
+        }
+
+        impl ShardOwned for $name {
+            fn owner_shard(self) -> u16 {
+                self.shard()
             }
         }
 

@@ -16,5 +16,5 @@ pub mod usage;
 pub use controls::{card_presence, Interval, Presence, SpendingControls, SpendingLimit};
 pub use currency::Currency;
 pub use entities::{AccountStatus, CardStatus, CardholderStatus};
-pub use ids::{AccountId, AuthorizationId, CardId, CardholderId, TransactionId};
+pub use ids::{AccountId, AuthorizationId, CardId, CardholderId, ShardOwned, TransactionId};
 pub use response::{DeclineReason, ResponseCode};

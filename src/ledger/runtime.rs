@@ -168,6 +168,8 @@ impl Ledger {
     }
 
     /// Admin jobs wait for room in the queue (briefly) instead of being refused at once.
+    /// `shard` must be one this runtime runs: the admin API answers an id naming another one
+    /// 404 before it gets here, and a caller that does not is refused rather than panicking.
     async fn admin_job(&self, shard: u16, work: Work) -> Result<Answer, Failure> {
         let handle = self.shards.get(shard as usize).ok_or(Failure::Overloaded)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
