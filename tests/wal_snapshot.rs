@@ -241,3 +241,40 @@ fn verify_and_dump_name_the_first_problem() {
     // verify changed nothing
     assert_eq!(fs::read(&seg).unwrap(), bytes);
 }
+
+/// A spare that is gone when the writer claims it (a stale request made the next one while
+/// the last was being claimed, and it went into the segment before `ready` was raised) does
+/// not fail the log: the writer starts a plain segment, and every record is durable and read
+/// back. Before, the rename's ENOENT failed the WAL for good (answers 96 until a restart).
+#[test]
+fn a_spare_gone_when_claimed_falls_back_to_a_plain_segment() {
+    const SEGMENT: u64 = 64 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WalConfig {
+        preallocate: true,
+        segment_bytes_max: SEGMENT,
+        ..WalConfig::new(dir.path(), 1)
+    };
+    let spare = dir.path().join(authswitch::wal::SPARE_NAME);
+    let log = Log::default();
+    let writer = WalWriter::start(cfg, &Recovered::empty()).unwrap();
+    submit(&writer, 1, 2, 2, &log);
+    wait_until("the spare", || {
+        fs::metadata(&spare).is_ok_and(|m| m.len() == SEGMENT)
+    });
+    // `ready` follows the rename at once (a directory sync): give it that moment.
+    std::thread::sleep(Duration::from_millis(200));
+    fs::remove_file(&spare).unwrap();
+    for first in (3..=40).step_by(2) {
+        submit(&writer, first, first + 1, 2, &log);
+    }
+    assert!(writer.failed().is_none(), "{:?}", writer.failed());
+    writer.shutdown();
+    let results = log.lock().unwrap();
+    assert_eq!(results.len(), 40);
+    assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
+    drop(results);
+    let (rec, lsns) = recover_lsns(dir.path()).unwrap();
+    assert_eq!(lsns, (1..=40).collect::<Vec<_>>());
+    assert_eq!((rec.next_lsn, rec.truncated_bytes), (41, 0));
+}

@@ -65,6 +65,7 @@ pub fn list_dir(dir: &Path) -> io::Result<DirListing> {
             || ((name.starts_with("snapshot-") || name.starts_with("wal-"))
                 && name.ends_with(".dead"))
             || name == super::writer::SPARE_NAME
+            || name == super::writer::SPARE_FILLING_NAME
         {
             listing.temp_files.push(path);
         }

@@ -38,6 +38,12 @@ const SPARE_PACE: Duration = Duration::from_millis(2);
 /// The zero-filled file the spare thread prepares for the next segment.
 pub const SPARE_NAME: &str = "wal-spare.tmp";
 
+/// Where the spare thread fills a spare before renaming it to `SPARE_NAME`. It never writes
+/// to `SPARE_NAME` itself: the writer may be renaming that file into a live segment at the
+/// same moment (it claims the spare, then renames it), and a thread that opened the name
+/// just before the rename would truncate and zero the segment the writer appends to.
+pub const SPARE_FILLING_NAME: &str = "wal-spare.filling";
+
 /// How long the snapshot thread sleeps between checks of the durable LSN when no wake-up
 /// came; bounds how late it notices shutdown.
 const SNAPSHOT_WAIT_SLICE: Duration = Duration::from_millis(50);
@@ -666,16 +672,24 @@ impl<C: Completion> WriterThread<C> {
             // Keep "everything before a rotation is on disk" true even without per-batch sync.
             let _ = self.file.sync_data();
         }
-        let spare = self.spare_ready.swap(false, Ordering::AcqRel);
-        let created = if spare {
+        let mut spare = self.spare_ready.swap(false, Ordering::AcqRel);
+        let mut created = Err(io::ErrorKind::NotFound.into());
+        if spare {
             let path = self.cfg.dir.join(segment_name(first_lsn));
             // Replaces an empty plain segment of the same name, if that is what is open.
-            fs::rename(self.cfg.dir.join(SPARE_NAME), &path)
+            created = fs::rename(self.cfg.dir.join(SPARE_NAME), &path)
                 .and_then(|()| sync_dir(&self.cfg.dir))
-                .map(|()| path)
-        } else {
-            create_segment(&self.cfg.dir, first_lsn)
-        };
+                .map(|()| path);
+        }
+        if created
+            .as_ref()
+            .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+        {
+            // No spare, or none any more: a stale request made one while the last was being
+            // claimed, raised `ready` again, and that one is now this segment's predecessor.
+            spare = false;
+            created = create_segment(&self.cfg.dir, first_lsn);
+        }
         let path = match created {
             Ok(path) => path,
             Err(e) => return Err(self.fail(create_reason(&e), first_lsn, Some(&e))),
@@ -827,8 +841,9 @@ fn chunk_end(bytes: &[u8], start: usize) -> usize {
     end
 }
 
-/// Body of the spare thread: on each request, zero-fills `SPARE_NAME` to `bytes` and makes it
-/// durable, then raises `ready`. Ends when the writer drops its sender.
+/// Body of the spare thread: on each request, zero-fills `SPARE_FILLING_NAME` to `bytes`,
+/// renames it to `SPARE_NAME` and makes that durable, then raises `ready`. Ends when the
+/// writer drops its sender.
 fn spare_loop(
     rx: Receiver<()>,
     dir: &Path,
@@ -856,7 +871,7 @@ fn spare_loop(
             Ok(false) => return,
             Err(e) => {
                 // A full disk must not lose its last bytes to a half-made spare.
-                let _ = fs::remove_file(dir.join(SPARE_NAME));
+                let _ = fs::remove_file(dir.join(SPARE_FILLING_NAME));
                 warn!(shard, error = %e, "WAL: cannot prepare a spare segment; \
                     the next segment is appended to instead");
             }
@@ -909,9 +924,11 @@ fn prepare_spare(
     stopping: &AtomicBool,
     prefer_direct: bool,
 ) -> io::Result<bool> {
-    if !zero_fill(&dir.join(SPARE_NAME), bytes, stopping, prefer_direct)? {
+    let filling = dir.join(SPARE_FILLING_NAME);
+    if !zero_fill(&filling, bytes, stopping, prefer_direct)? {
         return Ok(false);
     }
+    fs::rename(&filling, dir.join(SPARE_NAME))?;
     sync_dir(dir)?;
     Ok(true)
 }
@@ -1014,6 +1031,23 @@ mod tests {
         }
         stopping.store(true, Ordering::Release);
         assert!(!prepare_spare(dir.path(), 1 << 20, &stopping, true).unwrap());
+    }
+
+    #[test]
+    fn the_spare_is_filled_aside_and_never_written_through_its_name() {
+        // `wal-spare.tmp` hard-linked to a live segment: what a spare thread that opened the
+        // name just before the writer renamed it into a segment would hold. Preparing the next
+        // spare replaces the name and leaves the segment's bytes alone.
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join(segment_name(7));
+        fs::write(&live, b"acknowledged records").unwrap();
+        fs::hard_link(&live, dir.path().join(SPARE_NAME)).unwrap();
+        let stopping = AtomicBool::new(false);
+        assert!(prepare_spare(dir.path(), 1 << 16, &stopping, true).unwrap());
+        assert_eq!(fs::read(&live).unwrap(), b"acknowledged records");
+        let spare = fs::read(dir.path().join(SPARE_NAME)).unwrap();
+        assert!(spare.len() == 1 << 16 && spare.iter().all(|&b| b == 0));
+        assert!(!dir.path().join(SPARE_FILLING_NAME).exists());
     }
 
     #[test]
