@@ -192,8 +192,11 @@ const SECTOR: usize = 512;
 /// the write can end up with holes, whole zero sectors, ahead of records of the same write that
 /// did reach the disk. Such a write was never acknowledged (its sync did not return). It looks
 /// like that when everything from `from` to the last non-zero byte of the segment fits within
-/// the writer's unsynced window and holds at least one all-zero sector. A bit flip never
-/// makes a zero sector, and a hole further from the end than one write is corruption.
+/// the writer's unsynced window and holds at least one all-zero sector, or starts with one:
+/// the write's first sector, of which only the part from `from` is the write's, is all zeros
+/// there when it was lost (at least `TORN_HEAD_BYTES_MIN` of it, a record's length and CRC).
+/// A bit flip never makes a zero sector or eight zero bytes, and a hole further from the end
+/// than one write is corruption.
 fn unfinished_write(buf: &[u8], from: usize, record_len_max: u32) -> bool {
     let Some(last) = buf.iter().rposition(|&b| b != 0) else {
         return false;
@@ -202,10 +205,17 @@ fn unfinished_write(buf: &[u8], from: usize, record_len_max: u32) -> bool {
         return false;
     }
     let first_sector = from.div_ceil(SECTOR) * SECTOR;
-    (first_sector..last)
-        .step_by(SECTOR)
-        .any(|s| s + SECTOR <= buf.len() && buf[s..s + SECTOR].iter().all(|&b| b == 0))
+    let head = &buf[from..first_sector.min(buf.len())];
+    let head_lost = head.len() >= TORN_HEAD_BYTES_MIN && head.iter().all(|&b| b == 0);
+    head_lost
+        || (first_sector..last)
+            .step_by(SECTOR)
+            .any(|s| s + SECTOR <= buf.len() && buf[s..s + SECTOR].iter().all(|&b| b == 0))
 }
+
+/// Zero bytes that, from a record's start to the end of its sector, make a lost sector:
+/// the record's length and CRC, which no complete record has all zero.
+const TORN_HEAD_BYTES_MIN: usize = 8;
 
 /// True if a complete record with a good CRC and a plausible LSN starts anywhere after `from`.
 /// Only called on the error path; the LSN filter keeps CRC work to real candidates.
@@ -523,5 +533,46 @@ mod tests {
         buf[write_start + 300] ^= 0x10;
         let (end, ..) = scan(&buf, 1);
         assert!(matches!(end, ScanEnd::Corrupt { .. }), "{end:?}");
+    }
+
+    #[test]
+    fn a_write_whose_first_sector_or_page_was_lost_is_torn() {
+        // The last write starts mid-sector: records 31..=40 from 6240, in sector 6144..6656.
+        // Its first sector lost (zeros from 6240), or its first page (zeros to 8192), while
+        // the rest of it reached the disk: the tail is cut at 6240, records 1..=30 stay.
+        let full = preallocated(1..41, 191, 64 * 1024);
+        for lost_end in [6656, 8192] {
+            let mut buf = full.clone();
+            buf[6240..lost_end].fill(0);
+            let (end, valid, seen) = scan(&buf, 1);
+            assert!(matches!(end, ScanEnd::Torn { .. }), "{lost_end}: {end:?}");
+            assert_eq!((valid, seen), (6240, (1..=30).collect::<Vec<_>>()));
+        }
+        // Page 0 lost where the write starts in its last sector (19 * 208 = 3952).
+        let mut buf = full.clone();
+        buf[3952..4096].fill(0);
+        let (end, valid, _) = scan(&buf, 1);
+        assert!(matches!(end, ScanEnd::Torn { .. }), "{end:?}");
+        assert_eq!(valid, 3952);
+        // Fewer zero bytes than a length and a CRC is not a lost sector: records of 204
+        // bytes, the 6th starting 4 bytes before a sector's end (5 * 204 = 1020), and its
+        // first 4 bytes zeroed (what a flipped bit in a small length could leave).
+        let mut buf = preallocated(1..41, 187, 64 * 1024);
+        assert_eq!(SECTOR - 1020 % SECTOR, 4);
+        buf[1020..1024].fill(0);
+        let (end, ..) = scan(&buf, 1);
+        assert!(
+            matches!(end, ScanEnd::Corrupt { offset: 1020, .. }),
+            "{end:?}"
+        );
+        // The same lost head far from the end of the log is corruption.
+        let long = preallocated(1..8041, 191, 8040 * 208 + 4096);
+        let mut buf = long.clone();
+        buf[6240..6656].fill(0);
+        let (end, ..) = scan(&buf, 1);
+        assert!(
+            matches!(end, ScanEnd::Corrupt { offset: 6240, .. }),
+            "{end:?}"
+        );
     }
 }
