@@ -452,8 +452,13 @@ impl Config {
         if a.body_bytes_max < 1024 || a.body_bytes_max > 64 << 20 {
             return bad("admin.body_bytes_max", "must be between 1 KiB and 64 MiB");
         }
-        if self.wal.segment_bytes_max < 1 << 16 {
-            return bad("wal.segment_bytes_max", "must be at least 65536");
+        // Recovery reads a segment whole and refuses files larger than it allows.
+        let segment_max = crate::wal::recovery::SEGMENT_FILE_BYTES_MAX_DEFAULT;
+        if self.wal.segment_bytes_max < 1 << 16 || self.wal.segment_bytes_max > segment_max {
+            return bad(
+                "wal.segment_bytes_max",
+                format!("must be between 65536 and {segment_max}"),
+            );
         }
         if self.wal.snapshot_every_records == 0 {
             return bad("wal.snapshot_every_records", "must be positive");
@@ -517,6 +522,15 @@ mod tests {
             let config = Config::from_toml(&text, Path::new("x.toml")).unwrap();
             assert_eq!(config.ledger.shard_slice_us, ok);
         }
+        for bytes in [65_535u64, (1 << 30) + 1] {
+            let text = format!("[wal]\nsegment_bytes_max = {bytes}\n");
+            let err = Config::from_toml(&text, Path::new("x"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("wal.segment_bytes_max"), "{err}");
+        }
+        let config = Config::from_toml("[wal]\nsegment_bytes_max = 1073741824\n", Path::new("x"));
+        assert_eq!(config.unwrap().wal.segment_bytes_max, 1 << 30);
         let err = Config::from_toml("[wal]\nsnapshot_log_percent_min = 10001\n", Path::new("x"))
             .unwrap_err()
             .to_string();
