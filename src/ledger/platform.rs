@@ -152,7 +152,9 @@ impl ShardState {
     /// `Authorize`, and when the switch approved a new hold on an account with a decision
     /// endpoint, the call to make instead of the answer.
     pub(crate) fn authorize_with_platform(&mut self, req: &AuthRequest, now_s: i64) -> Outcome {
-        if self.webhooks.is_empty() {
+        // Calls may still be under way for endpoints removed since: a retransmission of
+        // theirs must find them.
+        if self.webhooks.is_empty() && self.awaiting.is_empty() {
             return Outcome::Authorization(self.authorize(req, now_s));
         }
         if !self.awaiting.is_empty() {
@@ -224,7 +226,13 @@ impl ShardState {
             amount_minor: auth.held_minor,
             currency: self.accounts[ai].currency,
             merchant_amount_minor: auth.first.approved_merchant_minor,
-            merchant_currency: req.currency,
+            // DE49 absent is the account's currency (`CURRENCY_ABSENT`); an unreadable one
+            // (approved on DE6/DE51) is sent as the code "000", "no currency" in ISO 4217.
+            merchant_currency: match req.currency {
+                super::authorize::CURRENCY_ABSENT => self.accounts[ai].currency.numeric(),
+                super::authorize::CURRENCY_UNREADABLE => 0,
+                code => code,
+            },
             mcc: auth.mcc,
             merchant: auth.merchant,
             is_amount_controllable: req.partial_ok,
@@ -306,8 +314,10 @@ impl ShardState {
         let ai = self.card_account(ci);
         let (first, held_minor) = (auth.first, auth.held_minor);
         let (kind, decision) = resolve(result, awaiting, held_minor);
-        // Reversed or expired while waiting: only the history records the answer.
-        let live = auth.status == AuthStatus::Pending && held_minor > 0;
+        // Reversed or expired while waiting, or the network stood in meanwhile (its advice
+        // decided the amount): only the history records the answer.
+        let advised = auth.more.iter().any(|e| e.kind == RequestKind::Advice);
+        let live = auth.status == AuthStatus::Pending && held_minor > 0 && !advised;
         let decision = if live { decision } else { Final::Decline };
         let (approved_minor, merchant_minor, code) = match decision {
             Final::Approve { amount_minor } if amount_minor == held_minor => {
@@ -337,14 +347,24 @@ impl ShardState {
             reason: (!code.is_approval()).then_some(DeclineReason::PlatformDeclined),
             created_s: now_s,
         };
-        let idx = self.record_platform_entry(seq, entry, live).unwrap_or(0);
+        // After an advice its key names the advice, which its retransmissions must find.
+        let idx = self
+            .record_platform_entry(seq, entry, live, !advised)
+            .unwrap_or(0);
         Ok(Outcome::Authorization(self.outcome_of(seq, idx, ai, false)))
     }
 
     /// Applies a platform decision's entry to authorization `seq` (`live`: it still held
-    /// funds when the decision came) and points the request's key at it, so retransmissions
-    /// get the final answer. Returns the entry's index (`None` when the history was full).
-    fn record_platform_entry(&mut self, seq: u64, entry: RequestEntry, live: bool) -> Option<u16> {
+    /// funds when the decision came) and, with `repoint`, points the request's key at it, so
+    /// retransmissions get the final answer. Returns the entry's index (`None` when the
+    /// history was full).
+    fn record_platform_entry(
+        &mut self,
+        seq: u64,
+        entry: RequestEntry,
+        live: bool,
+        repoint: bool,
+    ) -> Option<u16> {
         let content_hash = self.keys.get(&entry.key).map_or(0, |k| k.content_hash());
         let auth = self.auth_mut(seq).expect("the caller looked it up");
         auth.updated_s = entry.created_s;
@@ -360,8 +380,10 @@ impl ShardState {
         // A full history keeps the key on the first answer (cannot happen for a fresh
         // authorization, whose history has room for many entries).
         let idx = auth.push_entry(entry)?;
-        let key = KeyEntry::new(seq, idx, content_hash);
-        self.keys.insert(entry.key, key);
+        if repoint {
+            self.keys
+                .insert(entry.key, KeyEntry::new(seq, idx, content_hash));
+        }
         Some(idx)
     }
 }
@@ -670,6 +692,88 @@ mod tests {
         w.url = "http://a/".into();
         w.secret = "0123456789abcde".into();
         assert_eq!(param(&w), "authorization_webhook.secret");
+    }
+
+    #[test]
+    fn a_retransmission_finds_its_call_after_the_endpoint_is_removed() {
+        let mut f = hooked(10_000, TimeoutDecision::Decline);
+        let call = ask(&mut f, 1, 1_000, false);
+        // The endpoint, the shard's only one, is removed while its platform decides.
+        let cmd = Command::SetAuthorizationWebhook {
+            account: f.account,
+            webhook: None,
+        };
+        admin(&mut f.state, cmd, T0_S);
+        assert_eq!(f.state.awaiting_platform_count(), 1);
+        // A 0101 meanwhile is 91, as with the endpoint in place, not the first answer's 00
+        // the platform may yet overturn.
+        let again = Command::Authorize(purchase(f.card, 1, 1_000));
+        let Outcome::Authorization(out) = apply(&mut f.state, &again, T0_S) else {
+            panic!("an authorization outcome")
+        };
+        assert_eq!(out.code, ResponseCode::SYSTEM_UNAVAILABLE);
+        let fin = decide(&mut f, &call, PlatformResult::Declined);
+        assert_eq!(fin.code, *b"05");
+        assert_eq!(balance(&f), (10_000, 0));
+    }
+
+    #[test]
+    fn an_advice_while_the_platform_decides_stands_against_its_late_answer() {
+        let mut f = hooked(10_000, TimeoutDecision::Decline);
+        let call = ask(&mut f, 1, 1_000, false);
+        // The network timed out on us, stood in for 800, and advises it under the same key.
+        let advice = Command::Advice(purchase(f.card, 1, 800));
+        let Outcome::Authorization(out) = apply(&mut f.state, &advice, T0_S) else {
+            panic!("an authorization outcome")
+        };
+        assert_eq!(
+            (out.code, out.approved_amount_minor),
+            (ResponseCode::APPROVED, 800)
+        );
+        assert_eq!(balance(&f), (9_200, 800));
+        // The platform's late decline is recorded and moves nothing.
+        let fin = decide(&mut f, &call, PlatformResult::Declined);
+        assert_eq!(
+            (fin.code, fin.kind),
+            (*b"05", Some(RequestKind::WebhookDeclined))
+        );
+        assert_eq!(balance(&f), (9_200, 800));
+        let auth = f.state.auth(call.authorization.seq()).unwrap();
+        assert_eq!((auth.status, auth.approved), (AuthStatus::Pending, true));
+        // The advice's retransmission (0121) still finds the advice: nothing changes.
+        let Outcome::Authorization(out) = apply(&mut f.state, &advice, T0_S + 2) else {
+            panic!("an authorization outcome")
+        };
+        assert_eq!(
+            (out.code, out.approved_amount_minor),
+            (ResponseCode::APPROVED, 800)
+        );
+        assert_eq!(balance(&f), (9_200, 800));
+        f.state.check_invariants().expect("invariants hold");
+    }
+
+    #[test]
+    fn the_event_names_the_account_currency_when_de49_is_absent() {
+        let mut f = hooked(10_000, TimeoutDecision::Decline);
+        for (currency, named) in [
+            (crate::ledger::CURRENCY_ABSENT, "usd"),
+            (840, "usd"),
+            (crate::ledger::CURRENCY_UNREADABLE, "000"),
+        ] {
+            let mut req = purchase(f.card, u32::from(currency % 1000), 1_000);
+            req.currency = currency;
+            req.billing_amount_minor = Some(1_000);
+            req.billing_currency = Some(840);
+            let cmd = Command::Authorize(req);
+            let Outcome::AwaitingPlatform(call) = apply(&mut f.state, &cmd, T0_S) else {
+                panic!("a call for currency {currency}")
+            };
+            let body = crate::server::webhook::event_body(&call, T0_S);
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let a = &v["data"]["authorization"];
+            assert_eq!(a["merchant_currency"], named, "{currency}: {a}");
+            assert_eq!(a["currency"], "usd");
+        }
     }
 
     #[test]
