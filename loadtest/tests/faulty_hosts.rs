@@ -21,8 +21,14 @@ enum After {
     /// Read and drop every request.
     Silence,
     /// Close the connection after this many requests.
-    CloseAfter(usize),
+    Close(usize),
+    /// Stop reading, keeping the connection open (for at most `DEAF_FOR`): the sender's
+    /// writes block once the socket buffers are full.
+    Deaf,
 }
+
+/// How long a deaf host holds its connection.
+const DEAF_FOR: Duration = Duration::from_secs(30);
 
 /// Answers the sign-on with `sign_on_code`, then behaves as `after`.
 fn host(sign_on_code: &'static [u8; 2], after: After) -> String {
@@ -63,10 +69,14 @@ fn serve(mut stream: TcpStream, sign_on_code: &[u8; 2], after: After) {
                     })
                     .unwrap();
                 stream.write_all(&out).unwrap();
+                if let After::Deaf = after {
+                    std::thread::sleep(DEAF_FOR);
+                    return;
+                }
                 continue;
             }
             requests += 1;
-            if let After::CloseAfter(limit) = after {
+            if let After::Close(limit) = after {
                 if requests >= limit {
                     return;
                 }
@@ -129,8 +139,44 @@ fn silence_ends_in_timeouts_and_the_run_still_stops() {
 }
 
 #[test]
+fn a_host_that_stops_reading_ends_in_timeouts_at_the_run_end() {
+    // The writer blocks in a write once the socket buffers are full; it gives up when the
+    // last answers would be due, and every request sent counts as a timeout.
+    let addr = host(b"00", After::Deaf);
+    let started = Instant::now();
+    let args = [
+        "--mode",
+        "open",
+        "--rate",
+        "20000",
+        "--connections",
+        "1",
+        "--duration",
+        "2",
+        "--timeout-ms",
+        "200",
+    ];
+    let (output, report) = run(&addr, &args);
+    let elapsed = started.elapsed();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    let report = report.unwrap();
+    let sent = report["sent"].as_u64().unwrap();
+    assert!(sent > 1_000, "{report}");
+    assert_eq!(report["timeouts"].as_u64(), Some(sent), "{report}");
+    assert_eq!(
+        (report["responses"].as_u64(), report["errors"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
+
+#[test]
 fn a_closed_connection_turns_pending_requests_into_errors() {
-    let addr = host(b"00", After::CloseAfter(5));
+    let addr = host(b"00", After::Close(5));
     let args = [
         "--requests",
         "100",

@@ -150,8 +150,15 @@ impl Writer {
         if built == 0 {
             return !self.state.lock().broken;
         }
-        let result = self.half.write_all(&self.out).await;
+        // A target that stops reading (a stalled switch pushes back that way) must not hold
+        // the run past its end: the write gives up when the last answers would be due. Its
+        // requests are pending already, so the reader counts them as timeouts.
+        let give_up = self.shared.deadline + self.shared.timeout;
+        let written = tokio::time::timeout_at(give_up, self.half.write_all(&self.out)).await;
         self.out.clear();
+        let Ok(result) = written else {
+            return false;
+        };
         let mut st = self.state.lock();
         if result.is_err() || st.broken {
             if !st.broken {
