@@ -7,11 +7,14 @@
 //! - held moved by exactly the expected amount;
 //! - nothing appeared or vanished: `available + held + spent` is unchanged (no funding
 //!   happens during the run), i.e. `funded − spent − held = available` still holds;
-//! - no approval beyond funds: without advices (which may overdraw), `available ≥ 0` and the
-//!   non-advice holds added fit in what was available before.
+//! - no approval beyond funds: the non-advice holds added (net of what reversals released)
+//!   fit in what was available before, and without advices (which may overdraw)
+//!   `available ≥ 0`. The check is on the net: an approval beyond funds that a reversal
+//!   released again before the end is not seen (that would take the switch's order of
+//!   decisions, which the responses on several connections do not give).
 //!
 //! An account that had a request time out or fail is skipped: whether the switch applied it
-//! is unknown.
+//! is unknown. A run in which every account was skipped verified nothing, and fails.
 
 use serde::Serialize;
 
@@ -119,13 +122,12 @@ pub fn check_account(
             total_after.unwrap_or(i64::MAX),
         );
     }
-    if track.advice_minor == 0 {
-        let approved = track.held_delta_minor;
-        if after.available_minor < 0 {
-            push(MismatchKind::BeyondFunds, 0, after.available_minor);
-        } else if approved > before.available_minor {
-            push(MismatchKind::BeyondFunds, before.available_minor, approved);
-        }
+    // Advices may overdraw; nothing else may, whether the account had advices or not.
+    let approved = track.held_delta_minor.saturating_sub(track.advice_minor);
+    if track.advice_minor == 0 && after.available_minor < 0 {
+        push(MismatchKind::BeyondFunds, 0, after.available_minor);
+    } else if approved > before.available_minor.max(0) {
+        push(MismatchKind::BeyondFunds, before.available_minor, approved);
     }
     out
 }
@@ -167,6 +169,10 @@ pub fn verify_all(
         }
         let room = MISMATCHES_REPORTED_MAX.saturating_sub(report.mismatches.len());
         report.mismatches.extend(found.into_iter().take(room));
+    }
+    if report.accounts_checked == 0 && !ids.is_empty() {
+        // Every account had a request without a clear outcome: nothing was verified.
+        report.ok = false;
     }
     report
 }
@@ -240,6 +246,23 @@ mod tests {
     }
 
     #[test]
+    fn an_advice_does_not_hide_other_approvals_beyond_funds() {
+        // 1 000 available; an approval of 1 000 000 and an advice of 1.
+        let mut track = AccountTrack::default();
+        track.hold(1_000_000);
+        track.advice(1);
+        let before = balance(1_000, 0, 0);
+        let after = balance(-999_001, 1_000_001, 0);
+        let found = check_account("a", &before, &after, &track);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].kind, MismatchKind::BeyondFunds);
+        assert_eq!(
+            (found[0].expected_minor, found[0].actual_minor),
+            (1_000, 1_000_000)
+        );
+    }
+
+    #[test]
     fn verify_all_skips_uncertain_accounts_and_merges() {
         let ids = vec!["a".to_string(), "b".to_string()];
         let mut a = AccountTrack::default();
@@ -261,5 +284,9 @@ mod tests {
         let report = verify_all(&ids, &before, &after, &[a, b]);
         assert!(!report.ok);
         assert_eq!(report.mismatches[0].kind, MismatchKind::Conservation);
+        // Every account skipped: nothing verified, which is not a pass.
+        let report = verify_all(&ids, &before, &after, &[b, b]);
+        assert!(!report.ok && report.mismatches.is_empty());
+        assert_eq!((report.accounts_checked, report.accounts_skipped), (0, 2));
     }
 }
