@@ -275,13 +275,10 @@ fn financial_repeat_0201_is_answered_0210_and_a_retransmission_is_the_duplicate(
     );
 }
 
-#[test]
-fn undecodable_0201_gets_a_0210_format_error() {
-    let switch = Switch::start("");
-    let mut client = switch.client();
-    // 0201 with a bitmap announcing DE4 but a non-digit amount.
+/// A frame of `mti` with DE3, DE4 and DE11 (STAN 42) whose amount has a non-digit.
+fn bad_amount_frame(mti: &[u8; 4]) -> Vec<u8> {
     let mut body = Vec::new();
-    body.extend_from_slice(b"0201");
+    body.extend_from_slice(mti);
     let mut bitmap = [0u8; 8];
     for f in [3u8, 4, 11] {
         bitmap[(f as usize - 1) / 8] |= 0x80 >> ((f - 1) % 8);
@@ -292,7 +289,15 @@ fn undecodable_0201_gets_a_0210_format_error() {
     body.extend_from_slice(b"000042");
     let mut frame = (body.len() as u16).to_be_bytes().to_vec();
     frame.extend_from_slice(&body);
-    client.send_raw(&frame);
+    frame
+}
+
+#[test]
+fn undecodable_0201_gets_a_0210_format_error() {
+    let switch = Switch::start("");
+    let mut client = switch.client();
+    // 0201 with a bitmap announcing DE4 but a non-digit amount.
+    client.send_raw(&bad_amount_frame(b"0201"));
     let response = client.recv();
     assert_eq!(
         (response.mti().value(), de39(&response)),
@@ -444,19 +449,7 @@ fn malformed_frame_among_good_ones_gets_30_and_the_connection_lives() {
     let mut client = switch.client();
     assert_eq!(de39(&client.call(&auth_0100(PAN, 100, 1))), "00");
     // 0100 with a bitmap announcing DE4 but a non-digit amount.
-    let mut body = Vec::new();
-    body.extend_from_slice(b"0100");
-    let mut bitmap = [0u8; 8];
-    for f in [3u8, 4, 11] {
-        bitmap[(f as usize - 1) / 8] |= 0x80 >> ((f - 1) % 8);
-    }
-    body.extend_from_slice(&bitmap);
-    body.extend_from_slice(b"000000");
-    body.extend_from_slice(b"0000000001X0");
-    body.extend_from_slice(b"000042");
-    let mut frame = (body.len() as u16).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    client.send_raw(&frame);
+    client.send_raw(&bad_amount_frame(b"0100"));
     let response = client.recv();
     assert_eq!(response.mti().value(), 110);
     assert_eq!(de39(&response), "30");
