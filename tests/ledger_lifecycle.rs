@@ -557,6 +557,65 @@ fn financial_authorizes_and_captures_at_once() {
 }
 
 #[test]
+fn a_reversal_of_a_financial_request_credits_it_back() {
+    // An ATM withdrawal (0200, captured at once) that the machine did not dispense: the
+    // 0400 credits it back, as a refund of its capture. Then partly (DE95: 500 dispensed of
+    // 1 200), and with the reversal arriving before its 0200.
+    let mut f = Fixture::new(5_000);
+    let first = f.run(Command::Financial(purchase(f.card, 1, 1_200)), T0_S);
+    let Outcome::Authorization(first) = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(f.balance(), (3_800, 0, 1_200, 0));
+    let out = f.run(reversal(&f, 2, 1, None), T0_S + 10);
+    assert!(
+        matches!(
+            out,
+            Outcome::Reversed {
+                released_minor: 1_200,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(f.balance(), (5_000, 0, 1_200, 1_200));
+    let id = first.authorization.unwrap();
+    assert_eq!(f.status(id).0, AuthStatus::Reversed);
+    // Again, or under another key: nothing more.
+    f.run(reversal(&f, 2, 1, None), T0_S + 11);
+    f.run(reversal(&f, 3, 1, None), T0_S + 12);
+    assert_eq!(f.balance(), (5_000, 0, 1_200, 1_200));
+
+    f.run(Command::Financial(purchase(f.card, 4, 1_200)), T0_S + 20);
+    let out = f.run(reversal(&f, 5, 4, Some(500)), T0_S + 30);
+    assert!(
+        matches!(
+            out,
+            Outcome::Reversed {
+                released_minor: 700,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(f.balance(), (4_500, 0, 2_400, 1_900));
+
+    let out = f.run(reversal(&f, 7, 6, None), T0_S + 40);
+    assert!(
+        matches!(
+            out,
+            Outcome::Reversed {
+                authorization: None,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    f.run(Command::Financial(purchase(f.card, 6, 1_000)), T0_S + 41);
+    assert_eq!(f.balance(), (4_500, 0, 3_400, 2_900));
+}
+
+#[test]
 fn force_capture_without_authorization() {
     let mut f = Fixture::new(500);
     let merchant = MerchantData::new(b"AIRLINE", b"PARIS", b"FR", b"T1", b"M1");

@@ -252,10 +252,16 @@ impl ShardState {
         }
     }
 
-    /// Releases all or part of a pending authorization. Returns (released, changed).
+    /// Releases all or part of a pending authorization, or credits back all or part of an
+    /// approved 0200 (captured at once: an ATM that did not dispense). Returns (released or
+    /// credited, changed).
     fn reverse_auth(&mut self, seq: u64, replacement: Option<i64>, now_s: i64) -> (i64, bool) {
         let a = self.auth(seq).expect("reversal of a missing authorization");
-        if a.status != AuthStatus::Pending {
+        let financial = a.first.kind == RequestKind::Financial
+            && a.approved
+            && kind_holds(a.kind)
+            && a.status == AuthStatus::Closed;
+        if a.status != AuthStatus::Pending && !financial {
             return (0, false);
         }
         let new_amount = match replacement {
@@ -268,6 +274,9 @@ impl ShardState {
         };
         if new_amount > 0 && new_amount >= a.amount_minor {
             return (0, false);
+        }
+        if financial {
+            return self.reverse_financial(seq, new_amount, replacement, now_s);
         }
         let release = a.amount_minor - new_amount;
         let released = self.release_hold(seq, release);
@@ -282,6 +291,40 @@ impl ShardState {
         (released, true)
     }
 
+    /// Credits back what an approved 0200 took beyond `new_amount`, as a refund of its
+    /// capture (so the account's `refunded` says where the money came from).
+    fn reverse_financial(
+        &mut self,
+        seq: u64,
+        new_amount: i64,
+        replacement: Option<i64>,
+        now_s: i64,
+    ) -> (i64, bool) {
+        let a = self.auth(seq).expect("checked by the caller");
+        let Some(&capture) = a.transactions.first() else {
+            return (0, false);
+        };
+        let unrefunded = self
+            .txn(capture.seq())
+            .map_or(0, |t| t.amount_minor - t.refunded_minor);
+        let credit = (a.amount_minor - new_amount).min(unrefunded);
+        let Ok(Outcome::Refunded { amount_minor, .. }) = self.refund(capture, Some(credit), now_s)
+        else {
+            // Refunded already (through the admin API) or no room for the transaction: the
+            // reversal is recorded and changes nothing.
+            return (0, false);
+        };
+        let a = self.auth_mut(seq).expect("checked by the caller");
+        a.updated_s = now_s;
+        a.amount_minor = new_amount;
+        if new_amount == 0 {
+            a.status = AuthStatus::Reversed;
+        } else {
+            a.merchant_amount_minor = replacement.unwrap_or(0);
+        }
+        (amount_minor, true)
+    }
+
     /// 0200: decided like an authorization, captured at once when approved.
     pub(crate) fn financial(&mut self, req: &AuthRequest, now_s: i64) -> AuthOutcome {
         let (ai, d, vacant) = match self.decide_new(req, now_s) {
@@ -292,6 +335,7 @@ impl ShardState {
         let captures = kind_holds(req.kind) || req.kind == AuthKind::Refund;
         if let Some(id) = out.authorization.filter(|_| d.approved() && captures) {
             self.capture_seq(id.seq(), d.approved_minor, true, now_s);
+            self.apply_early_reversal(req, &out, now_s);
         }
         AuthOutcome {
             available_minor: self.accounts[ai].available_minor,
