@@ -616,6 +616,38 @@ fn a_reversal_of_a_financial_request_credits_it_back() {
 }
 
 #[test]
+fn a_capture_is_kept_while_its_authorization_is() {
+    // A hotel hold (30 days) captured in part on day 1 stays pending; on day 9 the capture
+    // is older than the retention (7 days here) but still refundable and listed.
+    let mut f = Fixture::new(10_000);
+    let mut hotel = purchase(f.card, 1, 3_000);
+    hotel.mcc = 7011;
+    let id = f.auth(&hotel, T0_S).authorization.unwrap();
+    let out = f.run(capture(id, 1_000, false), T0_S + 86_400);
+    let Outcome::Captured { transaction, .. } = out else {
+        panic!("{out:?}")
+    };
+    f.run(Command::ExpireHolds, T0_S + 9 * 86_400);
+    assert_eq!(f.status(id), (AuthStatus::Pending, 2_000, 1_000));
+    let refund = Command::Refund {
+        transaction,
+        amount_minor: Some(500),
+    };
+    let out = f.run(refund, T0_S + 9 * 86_400 + 1);
+    assert!(
+        matches!(
+            out,
+            Outcome::Refunded {
+                amount_minor: 500,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(f.balance(), (7_500, 2_000, 1_000, 500));
+}
+
+#[test]
 fn force_capture_without_authorization() {
     let mut f = Fixture::new(500);
     let merchant = MerchantData::new(b"AIRLINE", b"PARIS", b"FR", b"T1", b"M1");

@@ -90,11 +90,20 @@ impl ShardState {
         }
     }
 
-    /// Drops transactions created at or before `before_s`; true if the scan limit stopped it.
+    /// Drops transactions created at or before `before_s`, in order, stopping at one whose
+    /// authorization is still kept (a capture of an authorization still pending, or still
+    /// within its retention, must stay refundable and show under it); true if the scan limit
+    /// stopped it.
     fn purge_transactions(&mut self, before_s: i64) -> bool {
         for _ in 0..EXPIRE_SCAN_MAX {
             match self.txns.front() {
                 Some(Some(t)) if t.created_s > before_s => return false,
+                Some(Some(t))
+                    if t.authorization
+                        .is_some_and(|id| self.auth(id.seq()).is_some()) =>
+                {
+                    return false
+                }
                 Some(_) => {
                     self.txns.pop_front();
                     self.txn_base_seq += 1;
