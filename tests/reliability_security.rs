@@ -162,3 +162,36 @@ fn serve_refuses_an_empty_admin_token_file() {
         );
     }
 }
+
+/// A data directory that holds shards is never taken for a new one: without its PAN key a new
+/// key would make every card unknown (`send` then answered 14), and without its shards file a
+/// new one would count only the configured shards and hide the rest. Both refuse to start,
+/// leave the directory as it was, and start again once the file is back.
+#[test]
+fn serve_refuses_a_data_directory_that_lost_its_key_or_shard_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let switch = Switch::start_on(&data_dir, "");
+    switch.provision(10_000, "4242424242424242");
+    assert!(switch.stop().success());
+    for file in ["pan_hash.key", "shards"] {
+        let path = data_dir.join(file);
+        let saved = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let outcome = serve_until_exit(&data_dir, "", &[], true, Duration::from_secs(30));
+        let (status, stderr) = outcome.expect("serve must refuse to start, not run");
+        assert!(!status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{file} is missing but the directory holds shard data"
+            )),
+            "{file}: {stderr}"
+        );
+        assert!(!path.exists(), "{file} made anew");
+        std::fs::write(&path, saved).unwrap();
+    }
+    let switch = Switch::start_on(&data_dir, "");
+    let mut client = switch.client();
+    let answer = client.call(&common::auth_0100("4242424242424242", 100, 1));
+    assert_eq!(common::de39(&answer), "00");
+}

@@ -50,6 +50,13 @@ pub enum StartError {
     ShardCountChanged { on_disk: usize, configured: usize },
     #[error("shard {shard}: {message}")]
     Recovery { shard: u16, message: String },
+    #[error("data directory {path}: {what} is missing but the directory holds shard data ({dirs} shard directories); restore it from a backup: {why}")]
+    Missing {
+        path: PathBuf,
+        what: &'static str,
+        dirs: usize,
+        why: &'static str,
+    },
 }
 
 struct ShardHandle {
@@ -88,6 +95,27 @@ impl Ledger {
             source,
         };
         std::fs::create_dir_all(data_dir).map_err(io)?;
+        // A directory with shard data is never taken for a new one: a lost shards file or
+        // PAN key would otherwise be made anew, hiding shards or orphaning every card.
+        let dirs = shard_dirs(data_dir).map_err(io)?;
+        let missing = |what, why| StartError::Missing {
+            path: data_dir.clone(),
+            what,
+            dirs,
+            why,
+        };
+        if dirs > 0 && !data_dir.join(SHARDS_FILE).exists() {
+            let why = "a new one would count only the configured shards and hide the others";
+            return Err(missing(SHARDS_FILE, why));
+        }
+        if dirs > 0
+            && !data_dir
+                .join(crate::ledger::router::PAN_HASH_KEY_FILE)
+                .exists()
+        {
+            let why = "a new key would make every card unknown";
+            return Err(missing(crate::ledger::router::PAN_HASH_KEY_FILE, why));
+        }
         let shard_count = fixed_shard_count(data_dir, config.shard_count())?;
         let hasher = PanHasher::load_or_create(data_dir).map_err(io)?;
         let recovered = recover_all(config, shard_count)?;
@@ -243,6 +271,20 @@ impl Ledger {
             let _ = thread.join();
         }
     }
+}
+
+/// How many `shard-NNN` directories `data_dir` holds (bounded by the directory's entries).
+fn shard_dirs(data_dir: &Path) -> std::io::Result<usize> {
+    let mut dirs = 0;
+    for entry in std::fs::read_dir(data_dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        let digits = name.strip_prefix("shard-").unwrap_or("");
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            dirs += 1;
+        }
+    }
+    Ok(dirs)
 }
 
 /// The shard count written at the first start; a different configured count is refused.
