@@ -61,11 +61,12 @@ pub enum TokenSource {
 /// The admin token: the environment, else the config, else `<data_dir>/admin.token`
 /// (generated with mode 0600 on first use). An empty token is never returned: the admin API
 /// would take an absent Authorization header for it. An empty (or blank) variable counts as
-/// unset; an empty config value or file is an error.
+/// unset; an empty config value or file is an error. Each is trimmed, as the file always was:
+/// a secret mounted with a trailing newline would otherwise match no header, ever.
 pub fn admin_token(config: &Config) -> Result<(String, TokenSource), AppError> {
     if let Ok(token) = std::env::var(ADMIN_TOKEN_ENV) {
         if !token.trim().is_empty() {
-            return Ok((token, TokenSource::Environment));
+            return Ok((token.trim().to_string(), TokenSource::Environment));
         }
     }
     if let Some(token) = &config.admin.token {
@@ -74,7 +75,7 @@ pub fn admin_token(config: &Config) -> Result<(String, TokenSource), AppError> {
         if token.trim().is_empty() {
             return Err(AppError::Config("admin.token must not be empty".into()));
         }
-        return Ok((token.clone(), TokenSource::Config));
+        return Ok((token.trim().to_string(), TokenSource::Config));
     }
     if !config.admin.listen.ip().is_loopback() {
         return Err(AppError::Config(format!(
@@ -340,4 +341,28 @@ pub fn disk_check(
 /// `authswitch wal dump DIR`.
 pub fn wal_dump(dir: &Path) -> Result<(), AppError> {
     crate::ledger::tools::dump(dir).map_err(AppError::Config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configured_token_is_trimmed_like_the_file() {
+        if std::env::var_os(ADMIN_TOKEN_ENV).is_some() {
+            return; // The environment's token would win; nothing to check here.
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        config.admin.token = Some(" s3cret\n".into());
+        let (token, source) = admin_token(&config).unwrap();
+        assert_eq!(token, "s3cret");
+        assert!(matches!(source, TokenSource::Config));
+        std::fs::write(dir.path().join(ADMIN_TOKEN_FILE), "t0ken\n").unwrap();
+        config.admin.token = None;
+        assert_eq!(admin_token(&config).unwrap().0, "t0ken");
+    }
 }
