@@ -202,7 +202,9 @@ pub async fn serve_reporting(
         "recovery finished"
     );
     let ledger = Arc::new(ledger);
-    crate::admin::apply_program_config(&ledger, &config).await;
+    crate::admin::apply_program_config(&ledger, &config)
+        .await
+        .map_err(AppError::Config)?;
     *ledger_slot.write() = Some(ledger.clone());
     let admin = crate::admin::AdminState::new(ledger.clone(), &config, token);
     if demo {

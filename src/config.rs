@@ -417,8 +417,24 @@ impl Config {
         if l.batch_records_max == 0 || l.batch_records_max > 65_536 {
             return bad("ledger.batch_records_max", "must be between 1 and 65536");
         }
-        if l.hold_expiry_s <= 0 || l.hold_expiry_extended_s <= 0 {
-            return bad("ledger.hold_expiry_s", "hold expiry ages must be positive");
+        // The shards take ages up to 400 days (`ledger::state::AGE_S_MAX`) and refuse the
+        // whole program configuration otherwise: refused here, by name, instead.
+        let age_max = crate::ledger::state::AGE_S_MAX;
+        let ages = [
+            ("ledger.hold_expiry_s", l.hold_expiry_s),
+            ("ledger.hold_expiry_extended_s", l.hold_expiry_extended_s),
+            (
+                "ledger.authorization_retention_s",
+                l.authorization_retention_s,
+            ),
+        ];
+        for (key, age_s) in ages {
+            if !(1..=age_max).contains(&age_s) {
+                return bad(
+                    key,
+                    format!("must be between 1 and {age_max} seconds (400 days)"),
+                );
+            }
         }
         if l.authorizations_per_shard_max == 0 || l.authorizations_per_shard_max > 1 << 24 {
             return bad(
@@ -426,8 +442,8 @@ impl Config {
                 "must be between 1 and 16777216",
             );
         }
-        if l.authorization_retention_s <= 0 || l.expiry_tick_s == 0 {
-            return bad("ledger.authorization_retention_s", "must be positive");
+        if l.expiry_tick_s == 0 {
+            return bad("ledger.expiry_tick_s", "must be positive");
         }
         let a = &self.admin;
         let bin_ok =
@@ -521,6 +537,24 @@ mod tests {
             let text = format!("[ledger]\nshard_slice_us = {ok}\n");
             let config = Config::from_toml(&text, Path::new("x.toml")).unwrap();
             assert_eq!(config.ledger.shard_slice_us, ok);
+        }
+        for key in [
+            "hold_expiry_s",
+            "hold_expiry_extended_s",
+            "authorization_retention_s",
+        ] {
+            for age_s in [0i64, 400 * 86_400 + 1] {
+                let text = format!("[ledger]\n{key} = {age_s}\n");
+                let err = Config::from_toml(&text, Path::new("x"))
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains(&format!("ledger.{key}")), "{err}");
+            }
+            let text = format!("[ledger]\n{key} = 34560000\n");
+            assert!(
+                Config::from_toml(&text, Path::new("x")).is_ok(),
+                "{key}: 400 days"
+            );
         }
         for bytes in [65_535u64, (1 << 30) + 1] {
             let text = format!("[wal]\nsegment_bytes_max = {bytes}\n");

@@ -195,3 +195,32 @@ fn serve_refuses_a_data_directory_that_lost_its_key_or_shard_count() {
     let answer = client.call(&common::auth_0100("4242424242424242", 100, 1));
     assert_eq!(common::de39(&answer), "00");
 }
+
+/// A program configuration the shards would refuse stops the start, naming the key: before,
+/// a bad default limit was logged and the switch served without any of the configuration
+/// (its limits, expiries and retention), and an age over 400 days not even logged.
+#[test]
+fn serve_refuses_a_program_configuration_the_shards_would_not_take() {
+    let cases = [
+        (
+            "[ledger]\ndefault_spending_limits = [{ amount = 1000, interval = \"dayly\" }]\n",
+            "ledger.default_spending_limits",
+        ),
+        (
+            "[ledger]\ndefault_spending_limits = [{ amount = -5, interval = \"daily\" }]\n",
+            "ledger.default_spending_limits",
+        ),
+        (
+            "[ledger]\nhold_expiry_s = 40000000\n",
+            "ledger.hold_expiry_s",
+        ),
+    ];
+    for (extra, key) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let outcome = serve_until_exit(&data_dir, extra, &[], true, Duration::from_secs(30));
+        let (status, stderr) = outcome.expect("serve must refuse to start, not run");
+        assert!(!status.success(), "{stderr}");
+        assert!(stderr.contains(key), "{extra}: {stderr}");
+    }
+}

@@ -130,22 +130,28 @@ fn token_matches(presented: &[u8], expected: &[u8]) -> bool {
         && bool::from(presented.ct_eq(expected))
 }
 
-/// Submits the program-wide configuration to every shard whose state differs from it, so
-/// replay never depends on the config file.
-pub async fn apply_program_config(ledger: &Ledger, config: &Config) {
-    let program = match routes::program_config(config) {
-        Ok(program) => program,
-        Err(error) => {
-            tracing::error!(%error, "ledger.default_spending_limits is invalid; not applied");
-            return;
-        }
-    };
+/// Submits the program-wide configuration to every shard, so replay never depends on the
+/// config file. A configuration a shard refuses stops the start: serving with the shards'
+/// former (or default) limits, expiries and retention while the file says otherwise would
+/// decide on settings nobody configured.
+pub async fn apply_program_config(ledger: &Ledger, config: &Config) -> Result<(), String> {
+    let program = routes::program_config(config)
+        .map_err(|error| format!("ledger.default_spending_limits: {error}"))?;
     for shard in 0..ledger.shard_count() as u16 {
         let command = crate::ledger::Command::SetProgramConfig(program.clone());
-        if let Err(failure) = ledger.command(shard, command).await {
-            tracing::error!(shard, ?failure, "cannot apply the program configuration");
+        match ledger.command(shard, command).await {
+            Ok(crate::ledger::Outcome::Rejected(error)) => {
+                return Err(format!("the program configuration was refused: {error}"));
+            }
+            Ok(_) => {}
+            Err(failure) => {
+                return Err(format!(
+                    "shard {shard} did not take the program configuration: {failure:?}"
+                ));
+            }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
