@@ -422,3 +422,28 @@ fn served_routes_match_the_openapi_spec() {
         );
     }
 }
+
+/// `has_more` says when a page is not the last, for one card (one shard) and for all: each
+/// shard is asked for one more than the page. Before, it was false whenever the matches sat
+/// on one shard.
+#[test]
+fn has_more_says_when_a_page_is_not_the_last() {
+    let switch = Switch::start("");
+    let (_, _, card) = switch.provision(100_000, "4242424242424242");
+    let mut client = switch.client();
+    for stan in 1..=3 {
+        let answer = client.call(&common::auth_0100("4242424242424242", 100, stan));
+        assert_eq!(common::de39(&answer), "00");
+    }
+    for (query, len, more) in [
+        (format!("card={card}&limit=2"), 2, true),
+        (format!("card={card}&limit=3"), 3, false),
+        ("limit=2".to_string(), 2, true),
+        ("limit=3".to_string(), 3, false),
+        ("limit=100".to_string(), 3, false),
+    ] {
+        let page = switch.api_ok("GET", &format!("/v1/authorizations?{query}"), None);
+        assert_eq!(page["data"].as_array().unwrap().len(), len, "{query}");
+        assert_eq!(page["has_more"], more, "{query}");
+    }
+}

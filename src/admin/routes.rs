@@ -537,10 +537,11 @@ async fn list_authorizations(
     };
     let mut data = Vec::new();
     for shard in shards {
+        // One more than the page from each shard: whether there are more is then known.
         let list = Query::ListAuthorizations {
             card,
             status,
-            limit: limit as u32,
+            limit: limit as u32 + 1,
         };
         if let QueryResult::Authorizations(views) = query(&state, shard, list).await? {
             data.extend(

@@ -24,7 +24,7 @@ pub enum Query {
     GetCard(CardId),
     GetAuthorization(AuthorizationId),
     GetTransaction(TransactionId),
-    /// Newest first; `limit` is capped at `LIST_LIMIT_MAX`.
+    /// Newest first; `limit` is capped at `LIST_LIMIT_MAX` + 1 (a page and one more).
     ListAuthorizations {
         card: Option<CardId>,
         status: Option<AuthStatus>,
@@ -296,7 +296,8 @@ impl ShardState {
         status: Option<AuthStatus>,
         limit: u32,
     ) -> Vec<AuthorizationView> {
-        let limit = limit.min(LIST_LIMIT_MAX) as usize;
+        // One more than a page: the caller tells from it whether there are more.
+        let limit = limit.min(LIST_LIMIT_MAX + 1) as usize;
         self.auths
             .iter()
             .rev()
