@@ -134,3 +134,40 @@ fn health_and_readiness() {
         200
     );
 }
+
+/// `authswitch_admin_requests_total` counts every admin answer once, by status: successes
+/// were not counted, nor the body limit's 413, and each 401 was counted twice.
+#[test]
+fn admin_requests_are_counted_once_by_status() {
+    let switch = Switch::start("[admin]\nbody_bytes_max = 1024\n");
+    let series = |status: &str| format!("authswitch_admin_requests_total{{status=\"{status}\"}}");
+    let before = switch.metrics_text();
+    let count = |text: &str, status: &str| metric(text, &series(status)).unwrap_or(0.0);
+    for _ in 0..3 {
+        switch.api_ok(
+            "POST",
+            "/v1/accounts",
+            Some(serde_json::json!({"currency": "usd"})),
+        );
+    }
+    let (status, _) = http(switch.admin, "GET", "/v1/accounts", None, None).unwrap();
+    assert_eq!(status, 401);
+    let big = format!(
+        "{{\"currency\": \"usd\", \"x\": \"{}\"}}",
+        "a".repeat(2_000)
+    );
+    let (status, _) = switch.api(
+        "POST",
+        "/v1/accounts",
+        Some(serde_json::from_str(&big).unwrap()),
+    );
+    assert_eq!(status, 413);
+    let after = switch.metrics_text();
+    for (label, moved) in [("200", 3.0), ("401", 1.0), ("413", 1.0)] {
+        assert_eq!(
+            count(&after, label) - count(&before, label),
+            moved,
+            "{label}"
+        );
+    }
+}

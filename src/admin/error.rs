@@ -70,8 +70,6 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable { message } => json!({"error": {
                 "type": "api_error", "message": message}}),
         };
-        let label = status.as_str().to_owned();
-        metrics::counter!(crate::metrics::ADMIN_REQUESTS_TOTAL, "status" => label).increment(1);
         (status, axum::Json(body)).into_response()
     }
 }

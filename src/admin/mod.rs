@@ -89,7 +89,18 @@ pub fn router(state: AdminState) -> Router {
             authenticate,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(body_max))
+        .layer(axum::middleware::from_fn(count_status))
         .with_state(state)
+}
+
+/// Counts every answer of the admin API by its status (`authswitch_admin_requests_total`),
+/// outermost, so successes, refusals at the door (401) and the body limit's 413 count once
+/// each.
+async fn count_status(request: Request, next: Next) -> axum::response::Response {
+    let response = next.run(request).await;
+    let label = response.status().as_str().to_owned();
+    metrics::counter!(crate::metrics::ADMIN_REQUESTS_TOTAL, "status" => label).increment(1);
+    response
 }
 
 /// Serves the admin API until `shutdown`.
@@ -114,7 +125,6 @@ async fn authenticate(State(state): State<AdminState>, request: Request, next: N
         .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
         .unwrap_or_default();
     if !token_matches(presented, &state.inner.token) {
-        metrics::counter!(crate::metrics::ADMIN_REQUESTS_TOTAL, "status" => "401").increment(1);
         return ApiError::Unauthenticated.into_response();
     }
     next.run(request).await
