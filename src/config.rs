@@ -396,8 +396,10 @@ impl Config {
         if l.shards > SHARDS_MAX {
             return bad("ledger.shards", format!("at most {SHARDS_MAX}"));
         }
-        if l.queue_depth_max == 0 || l.queue_depth_max > 1 << 20 {
-            return bad("ledger.queue_depth_max", "must be between 1 and 1048576");
+        // The queue reserves every slot up front (a job is about 300 bytes): 65 536 is 20 MB
+        // a shard; a million was 320 MB a shard before the first request.
+        if l.queue_depth_max == 0 || l.queue_depth_max > 1 << 16 {
+            return bad("ledger.queue_depth_max", "must be between 1 and 65536");
         }
         if l.queue_wait_target_ms > 60_000 {
             return bad(
@@ -565,6 +567,10 @@ mod tests {
         }
         let config = Config::from_toml("[wal]\nsegment_bytes_max = 1073741824\n", Path::new("x"));
         assert_eq!(config.unwrap().wal.segment_bytes_max, 1 << 30);
+        let err = Config::from_toml("[ledger]\nqueue_depth_max = 65537\n", Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ledger.queue_depth_max"), "{err}");
         let err = Config::from_toml("[wal]\nsnapshot_log_percent_min = 10001\n", Path::new("x"))
             .unwrap_err()
             .to_string();
