@@ -280,7 +280,20 @@ impl ShardState {
         }
         let release = a.amount_minor - new_amount;
         let released = self.release_hold(seq, release);
-        let a = self.auth_mut(seq).expect("checked above");
+        self.set_reversed_amount(seq, new_amount, replacement, now_s);
+        (released, true)
+    }
+
+    /// Authorization `seq` is now worth `new_amount` (reversed when 0), `replacement` in the
+    /// merchant's currency.
+    fn set_reversed_amount(
+        &mut self,
+        seq: u64,
+        new_amount: i64,
+        replacement: Option<i64>,
+        now_s: i64,
+    ) {
+        let a = self.auth_mut(seq).expect("checked by the caller");
         a.updated_s = now_s;
         a.amount_minor = new_amount;
         if new_amount == 0 {
@@ -288,7 +301,6 @@ impl ShardState {
         } else {
             a.merchant_amount_minor = replacement.unwrap_or(0);
         }
-        (released, true)
     }
 
     /// Credits back what an approved 0200 took beyond `new_amount`, as a refund of its
@@ -314,14 +326,7 @@ impl ShardState {
             // reversal is recorded and changes nothing.
             return (0, false);
         };
-        let a = self.auth_mut(seq).expect("checked by the caller");
-        a.updated_s = now_s;
-        a.amount_minor = new_amount;
-        if new_amount == 0 {
-            a.status = AuthStatus::Reversed;
-        } else {
-            a.merchant_amount_minor = replacement.unwrap_or(0);
-        }
+        self.set_reversed_amount(seq, new_amount, replacement, now_s);
         (amount_minor, true)
     }
 
