@@ -805,6 +805,43 @@ fn an_incremental_counts_in_the_window_its_authorization_was_made_in() {
 }
 
 #[test]
+fn expiry_reaches_holds_behind_a_first_stretch_that_stays() {
+    // A 30-day hotel hold first, then 2^20 one-unit purchases: the last of them lies past
+    // the first scan stretch (2^20 records) of every pass, behind a front that stays for
+    // 30 days. It is released at 7 days all the same (before, it was still held on day 29).
+    let mut f = Fixture::new(1_000_000_000);
+    let mut hotel = purchase(f.card, 0, 1);
+    hotel.mcc = 7011;
+    assert_eq!(f.auth(&hotel, T0_S).code, ResponseCode::APPROVED);
+    let n_max = 1u32 << 20;
+    for n in 1..n_max {
+        let out = f.auth(&purchase(f.card, n, 1), T0_S);
+        assert_eq!(out.code, ResponseCode::APPROVED, "{n}");
+    }
+    let last = f.auth(&purchase(f.card, n_max, 100_000), T0_S);
+    let week_s = 7 * 86_400;
+    let out = apply(&mut f.state, &Command::ExpireHolds, T0_S + week_s);
+    assert!(
+        matches!(
+            out,
+            Outcome::Expired {
+                released: 1_048_576,
+                more: true,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let q = Query::GetAuthorization(last.authorization.unwrap());
+    let QueryResult::Authorization(v) = f.state.query(&q, 0) else {
+        panic!("no authorization")
+    };
+    assert_eq!((v.status, v.held), (AuthStatus::Expired, 0));
+    // Only the hotel hold is left.
+    assert_eq!(balance(&f), (1_000_000_000 - 1, 1, 0));
+}
+
+#[test]
 fn expiry_releases_holds_and_retention_purges() {
     let mut f = Fixture::new(10_000);
     f.auth(&purchase(f.card, 1, 1_000), T0_S);

@@ -5,10 +5,25 @@
 //! Records are scanned from the oldest. Ids are allocated in `now_s` order, so the scan stops
 //! at the first record too young for any age; if the runtime's clock ever stepped back, a
 //! record may wait for a later run, never be handled twice.
+//!
+//! A pass scans at most `EXPIRE_SCAN_MAX` records from the oldest kept one, and, when the
+//! shard keeps more, one further stretch of as many, picked by the pass's time: the oldest
+//! record can stay for weeks (a lodging hold, a finished one within retention), and a scan
+//! from the front alone never reached the holds behind its first stretch. The stretch comes
+//! from `now_s` and the state alone, so replay picks the same one.
 
 use super::command::Outcome;
 use super::records::AuthStatus;
 use super::state::{ShardState, EXPIRE_SCAN_MAX};
+
+/// A well-mixed 64-bit function of `x` (splitmix64's finalizer): picks the stretch a pass
+/// scans beyond the first.
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 
 /// Hotel and car-rental merchant categories, whose holds live longer.
 pub fn is_lodging_mcc(mcc: u16) -> bool {
@@ -32,18 +47,51 @@ impl ShardState {
                 .min(c.hold_expiry_lodging_s)
                 .min(c.retention_s),
         );
-        let retention_s = c.retention_s;
-        let (mut released, mut purged, mut more) = (0u32, 0u32, false);
-        for i in 0..self.auths.len() {
-            if i >= EXPIRE_SCAN_MAX {
-                more = true;
-                break;
-            }
+        let len = self.auths.len();
+        let mut tally = (0u32, 0u32);
+        let reached_young =
+            self.expire_stretch(0..len.min(EXPIRE_SCAN_MAX), young_s, now_s, &mut tally);
+        let stretches = len.div_ceil(EXPIRE_SCAN_MAX);
+        let mut more = !reached_young && stretches > 1;
+        if more {
+            let pick = splitmix(now_s as u64) % (stretches as u64 - 1);
+            let start = (1 + pick as usize) * EXPIRE_SCAN_MAX;
+            let end = (start + EXPIRE_SCAN_MAX).min(len);
+            self.expire_stretch(start..end, young_s, now_s, &mut tally);
+        }
+        let (released, purged) = tally;
+        while matches!(self.auths.front(), Some(None)) {
+            self.auths.pop_front();
+            self.auth_base_seq += 1;
+        }
+        let before_s = now_s.saturating_sub(self.config.retention_s);
+        more |= self.purge_transactions(before_s);
+        // Bounded by EARLY_REVERSALS_MAX.
+        self.early_reversals.retain(|_, e| e.created_s > before_s);
+        Outcome::Expired {
+            released,
+            purged,
+            more,
+        }
+    }
+
+    /// Expires or purges what is due among slots `range`, counting into `tally` (released,
+    /// purged); true if it stopped at a record too young for any age (all later ones are).
+    fn expire_stretch(
+        &mut self,
+        range: std::ops::Range<usize>,
+        young_s: i64,
+        now_s: i64,
+        tally: &mut (u32, u32),
+    ) -> bool {
+        let retention_s = self.config.retention_s;
+        assert!(range.len() <= EXPIRE_SCAN_MAX, "one stretch a pass at most");
+        for i in range {
             let Some(a) = self.auths[i].as_ref() else {
                 continue;
             };
             if a.created_s > young_s {
-                break;
+                return true;
             }
             let seq = self.auth_base_seq + i as u64;
             if a.status == AuthStatus::Pending {
@@ -53,26 +101,14 @@ impl ShardState {
                     let a = self.auth_mut(seq).expect("scanned above");
                     a.status = AuthStatus::Expired;
                     a.updated_s = now_s;
-                    released += 1;
+                    tally.0 += 1;
                 }
             } else if now_s.saturating_sub(a.updated_s) >= retention_s {
                 self.purge_auth(i);
-                purged += 1;
+                tally.1 += 1;
             }
         }
-        while matches!(self.auths.front(), Some(None)) {
-            self.auths.pop_front();
-            self.auth_base_seq += 1;
-        }
-        let before_s = now_s.saturating_sub(retention_s);
-        more |= self.purge_transactions(before_s);
-        // Bounded by EARLY_REVERSALS_MAX.
-        self.early_reversals.retain(|_, e| e.created_s > before_s);
-        Outcome::Expired {
-            released,
-            purged,
-            more,
-        }
+        false
     }
 
     /// Drops authorization slot `i` and the keys that point to it.
