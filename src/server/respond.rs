@@ -78,10 +78,9 @@ fn write_response(
     let wire = &shared.config.wire;
     let codec = outgoing_codec(wire);
     let builder = full_response(mti, request, answer);
-    let mark = out.len();
+    // A frame that fails leaves `out` as it was (`FrameCodec::write_frame`).
     let result = codec.write_frame(tpdu, out, |body| builder.encode(wire, body));
     if let Err(error) = result {
-        out.truncate(mark);
         tracing::warn!(%error, mti = %mti, "response does not fit a frame; answering minimally");
         write_minimal(mti, request, tpdu, answer, shared, out);
     }
@@ -151,13 +150,9 @@ fn write_minimal(
             builder.set_number(4, amount);
         }
         builder.set_text(39, &answer.de39);
-        let mark = out.len();
         match codec.write_frame(tpdu, out, |body| builder.encode(wire, body)) {
             Ok(()) => return,
-            Err(error) => {
-                out.truncate(mark);
-                last = Some(error);
-            }
+            Err(error) => last = Some(error),
         }
     }
     if let Some(error) = last {
