@@ -493,7 +493,7 @@ impl ShardState {
                     && a.status == AuthStatus::Pending
                     && kind_holds(a.kind)
                     && a.kind == req.kind
-                    && a.more.len() + 1 < super::records::HISTORY_MAX
+                    && !a.history_full()
             })
         });
         let Some(seq) = target else {

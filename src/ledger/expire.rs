@@ -13,17 +13,8 @@
 //! from `now_s` and the state alone, so replay picks the same one.
 
 use super::command::Outcome;
-use super::records::AuthStatus;
+use super::records::{splitmix64, AuthStatus};
 use super::state::{ShardState, EXPIRE_SCAN_MAX};
-
-/// A well-mixed 64-bit function of `x` (splitmix64's finalizer): picks the stretch a pass
-/// scans beyond the first.
-fn splitmix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// Hotel and car-rental merchant categories, whose holds live longer.
 pub fn is_lodging_mcc(mcc: u16) -> bool {
@@ -54,7 +45,7 @@ impl ShardState {
         let stretches = len.div_ceil(EXPIRE_SCAN_MAX);
         let mut more = !reached_young && stretches > 1;
         if more {
-            let pick = splitmix(now_s as u64) % (stretches as u64 - 1);
+            let pick = splitmix64(now_s as u64) % (stretches as u64 - 1);
             let start = (1 + pick as usize) * EXPIRE_SCAN_MAX;
             let end = (start + EXPIRE_SCAN_MAX).min(len);
             self.expire_stretch(start..end, young_s, now_s, &mut tally);

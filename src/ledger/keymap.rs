@@ -912,11 +912,9 @@ mod model_tests {
 
     impl Rng {
         fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
+            let x = self.0;
+            self.0 = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            crate::ledger::records::splitmix64(x)
         }
 
         fn below(&mut self, n: usize) -> usize {

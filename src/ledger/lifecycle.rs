@@ -115,8 +115,7 @@ impl ShardState {
             return refuse(DeclineReason::DuplicateMismatch);
         };
         let repeat = advised.kind == RequestKind::Advice && advised.amount_minor == amount;
-        let full = 1 + a.more.len() >= super::records::HISTORY_MAX;
-        if repeat || full {
+        if repeat || a.history_full() {
             // A retransmission; or no room left to record the change (32 messages on one
             // authorization), which the ledger never makes unrecorded.
             return self.outcome_of(seq, known.entry(), ai, false);

@@ -141,9 +141,15 @@ impl Authorization {
         std::iter::once(&self.first).chain(self.more.iter())
     }
 
+    /// Whether the request history holds `HISTORY_MAX` entries, past which `push_entry`
+    /// drops (and counts) what it is given.
+    pub fn history_full(&self) -> bool {
+        1 + self.more.len() >= HISTORY_MAX
+    }
+
     /// Appends an entry; returns its index, or `None` when the history is full.
     pub fn push_entry(&mut self, e: RequestEntry) -> Option<u16> {
-        if 1 + self.more.len() >= HISTORY_MAX {
+        if self.history_full() {
             self.history_dropped = self.history_dropped.saturating_add(1);
             return None;
         }
@@ -157,14 +163,19 @@ impl Authorization {
     }
 }
 
-/// DE38 approval code of an authorization id: six decimal digits of a mixed id.
-pub fn approval_code_for(id: AuthorizationId) -> [u8; 6] {
-    // splitmix64 finalizer: consecutive ids give unrelated-looking codes.
-    let mut z = id.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+/// splitmix64's output for state `x`: a well-mixed 64-bit function of it, so consecutive
+/// inputs give unrelated-looking outputs.
+pub(crate) fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    let mut n = z % 1_000_000;
+    z ^ (z >> 31)
+}
+
+/// DE38 approval code of an authorization id: six decimal digits of a mixed id.
+pub fn approval_code_for(id: AuthorizationId) -> [u8; 6] {
+    // Consecutive ids give unrelated-looking codes.
+    let mut n = splitmix64(id.0) % 1_000_000;
     let mut out = [b'0'; 6];
     for slot in out.iter_mut().rev() {
         *slot = b'0' + (n % 10) as u8;
