@@ -672,26 +672,18 @@ impl<C: Completion> WriterThread<C> {
             // Keep "everything before a rotation is on disk" true even without per-batch sync.
             let _ = self.file.sync_data();
         }
-        let mut spare = self.spare_ready.swap(false, Ordering::AcqRel);
-        let mut created = Err(io::ErrorKind::NotFound.into());
-        if spare {
-            let path = self.cfg.dir.join(segment_name(first_lsn));
-            // Replaces an empty plain segment of the same name, if that is what is open.
-            created = fs::rename(self.cfg.dir.join(SPARE_NAME), &path)
-                .and_then(|()| sync_dir(&self.cfg.dir))
-                .map(|()| path);
-        }
-        if created
-            .as_ref()
-            .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
-        {
-            // No spare, or none any more: a stale request made one while the last was being
-            // claimed, raised `ready` again, and that one is now this segment's predecessor.
-            spare = false;
-            created = create_segment(&self.cfg.dir, first_lsn);
-        }
-        let path = match created {
-            Ok(path) => path,
+        let claimed = if self.spare_ready.swap(false, Ordering::AcqRel) {
+            self.claim_spare(first_lsn)
+        } else {
+            Ok(None)
+        };
+        let created = match claimed {
+            Ok(Some(path)) => Ok((path, true)),
+            Ok(None) => create_segment(&self.cfg.dir, first_lsn).map(|path| (path, false)),
+            Err(e) => Err(e),
+        };
+        let (path, spare) = match created {
+            Ok(created) => created,
             Err(e) => return Err(self.fail(create_reason(&e), first_lsn, Some(&e))),
         };
         if let Some(tx) = &self.spare_tx {
@@ -714,6 +706,19 @@ impl<C: Completion> WriterThread<C> {
             preallocated: spare,
         };
         Ok(())
+    }
+
+    /// Renames the spare into place as `wal-{first_lsn}.log` (replacing an empty plain
+    /// segment of the same name, if that is what is open); `None` when it is gone: a stale
+    /// request made one while the last was being claimed, raised `ready` again, and that one
+    /// is now this segment's predecessor.
+    fn claim_spare(&self, first_lsn: u64) -> io::Result<Option<PathBuf>> {
+        let path = self.cfg.dir.join(segment_name(first_lsn));
+        match fs::rename(self.cfg.dir.join(SPARE_NAME), &path) {
+            Ok(()) => sync_dir(&self.cfg.dir).map(|()| Some(path)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Puts the WAL in the failed state for good and says so in the log and metrics.
