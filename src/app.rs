@@ -65,17 +65,19 @@ pub enum TokenSource {
 /// a secret mounted with a trailing newline would otherwise match no header, ever.
 pub fn admin_token(config: &Config) -> Result<(String, TokenSource), AppError> {
     if let Ok(token) = std::env::var(ADMIN_TOKEN_ENV) {
-        if !token.trim().is_empty() {
-            return Ok((token.trim().to_string(), TokenSource::Environment));
+        let token = token.trim();
+        if !token.is_empty() {
+            return Ok((token.to_string(), TokenSource::Environment));
         }
     }
     if let Some(token) = &config.admin.token {
+        let token = token.trim();
         // Config validation refuses it already; checked again because an empty token opens
         // every route.
-        if token.trim().is_empty() {
+        if token.is_empty() {
             return Err(AppError::Config("admin.token must not be empty".into()));
         }
-        return Ok((token.trim().to_string(), TokenSource::Config));
+        return Ok((token.to_string(), TokenSource::Config));
     }
     if !config.admin.listen.ip().is_loopback() {
         return Err(AppError::Config(format!(

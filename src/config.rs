@@ -504,14 +504,8 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = Config::from_toml("[server]\nlisten_port = 1\n", Path::new("x.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("listen_port"), "{err}");
-        let err = Config::from_toml("bogus = 1\n", Path::new("x.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("bogus"), "{err}");
+        assert_refused("[server]\nlisten_port = 1\n", "listen_port");
+        assert_refused("bogus = 1\n", "bogus");
     }
 
     #[test]
@@ -521,20 +515,19 @@ mod tests {
         assert_eq!(config, Config::default());
     }
 
+    /// Asserts `text` is refused with an error naming `key`.
+    fn assert_refused(text: &str, key: &str) {
+        let err = Config::from_toml(text, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{text}: {err}");
+    }
+
     #[test]
     fn invalid_values_name_the_key() {
-        let err = Config::from_toml("[admin]\ncard_bin = \"42x\"\n", Path::new("x.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("admin.card_bin"), "{err}");
-        let err = Config::from_toml("[ledger]\nshards = 100000\n", Path::new("x.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("ledger.shards"), "{err}");
-        let err = Config::from_toml("[ledger]\nshard_slice_us = 50\n", Path::new("x.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("ledger.shard_slice_us"), "{err}");
+        assert_refused("[admin]\ncard_bin = \"42x\"\n", "admin.card_bin");
+        assert_refused("[ledger]\nshards = 100000\n", "ledger.shards");
+        assert_refused("[ledger]\nshard_slice_us = 50\n", "ledger.shard_slice_us");
         for ok in [0, 100, 100_000] {
             let text = format!("[ledger]\nshard_slice_us = {ok}\n");
             let config = Config::from_toml(&text, Path::new("x.toml")).unwrap();
@@ -546,11 +539,10 @@ mod tests {
             "authorization_retention_s",
         ] {
             for age_s in [0i64, 400 * 86_400 + 1] {
-                let text = format!("[ledger]\n{key} = {age_s}\n");
-                let err = Config::from_toml(&text, Path::new("x"))
-                    .unwrap_err()
-                    .to_string();
-                assert!(err.contains(&format!("ledger.{key}")), "{err}");
+                assert_refused(
+                    &format!("[ledger]\n{key} = {age_s}\n"),
+                    &format!("ledger.{key}"),
+                );
             }
             let text = format!("[ledger]\n{key} = 34560000\n");
             assert!(
@@ -560,21 +552,18 @@ mod tests {
         }
         for bytes in [65_535u64, (1 << 30) + 1] {
             let text = format!("[wal]\nsegment_bytes_max = {bytes}\n");
-            let err = Config::from_toml(&text, Path::new("x"))
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("wal.segment_bytes_max"), "{err}");
+            assert_refused(&text, "wal.segment_bytes_max");
         }
         let config = Config::from_toml("[wal]\nsegment_bytes_max = 1073741824\n", Path::new("x"));
         assert_eq!(config.unwrap().wal.segment_bytes_max, 1 << 30);
-        let err = Config::from_toml("[ledger]\nqueue_depth_max = 65537\n", Path::new("x"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("ledger.queue_depth_max"), "{err}");
-        let err = Config::from_toml("[wal]\nsnapshot_log_percent_min = 10001\n", Path::new("x"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("wal.snapshot_log_percent_min"), "{err}");
+        assert_refused(
+            "[ledger]\nqueue_depth_max = 65537\n",
+            "ledger.queue_depth_max",
+        );
+        assert_refused(
+            "[wal]\nsnapshot_log_percent_min = 10001\n",
+            "wal.snapshot_log_percent_min",
+        );
     }
 
     #[test]

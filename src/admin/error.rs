@@ -132,26 +132,25 @@ fn data_error(path: String, message: &str) -> (String, String) {
     }
     if message.starts_with("unknown variant ") {
         // The variant is the input; what is expected is our list of variants.
-        let message = match message.rfind(", expected ") {
-            Some(at) => format!("unknown variant{}", &message[at..]),
-            None => "unknown variant".to_string(),
-        };
-        return (path, message);
+        let expected = expectation(message).unwrap_or("");
+        return (path, format!("unknown variant{expected}"));
     }
-    if message.starts_with("invalid length ") {
-        // A count, and what was expected: no input value.
-        return (path, message.to_string());
-    }
-    if message.starts_with("data did not match") {
+    if message.starts_with("invalid length ") || message.starts_with("data did not match") {
+        // A count and what was expected, or our own words: no input value.
         return (path, message.to_string());
     }
     (path, own_message(message))
 }
 
+/// The ", expected ..." end of serde's message: ours, and last, so it is searched from the end
+/// (a quoted value holding ", expected " cannot stand in for it).
+fn expectation(message: &str) -> Option<&str> {
+    message.rfind(", expected ").map(|at| &message[at..])
+}
+
 /// `what` and the rest of serde's message without the value: "integer `4242`, expected a
-/// string" gives "invalid type: integer, expected a string". The value follows the kind; the
-/// expectation is ours and comes last, so it is searched from the end (a string value holding
-/// ", expected " cannot stand in for it).
+/// string" gives "invalid type: integer, expected a string". The value follows the kind, and
+/// the expectation comes last (`expectation`).
 fn unexpected(what: &str, rest: &str) -> String {
     // serde's `Unexpected` kinds, longest first where one starts another.
     const KINDS: [&str; 17] = [
@@ -174,8 +173,7 @@ fn unexpected(what: &str, rest: &str) -> String {
         "null",
     ];
     let kind = KINDS.iter().find(|k| rest.starts_with(*k));
-    let expected = rest.rfind(", expected ").map(|at| &rest[at..]);
-    match (kind, expected) {
+    match (kind, expectation(rest)) {
         (Some(kind), Some(expected)) => format!("{what}: {kind}{expected}"),
         (None, Some(expected)) => format!("{what}{expected}"),
         (Some(kind), None) => format!("{what}: {kind}"),
@@ -191,7 +189,7 @@ fn unknown_field(path: String, rest: &str) -> (String, String) {
     let expected = if rest.ends_with(NO_FIELDS) {
         NO_FIELDS
     } else {
-        rest.rfind(", expected ").map_or("", |at| &rest[at..])
+        expectation(rest).unwrap_or("")
     };
     let key = rest
         .strip_prefix('`')

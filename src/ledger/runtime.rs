@@ -98,23 +98,26 @@ impl Ledger {
         // A directory with shard data is never taken for a new one: a lost shards file or
         // PAN key would otherwise be made anew, hiding shards or orphaning every card.
         let dirs = shard_dirs(data_dir).map_err(io)?;
-        let missing = |what, why| StartError::Missing {
-            path: data_dir.clone(),
-            what,
-            dirs,
-            why,
-        };
-        if dirs > 0 && !data_dir.join(SHARDS_FILE).exists() {
-            let why = "a new one would count only the configured shards and hide the others";
-            return Err(missing(SHARDS_FILE, why));
-        }
-        if dirs > 0
-            && !data_dir
-                .join(crate::ledger::router::PAN_HASH_KEY_FILE)
-                .exists()
-        {
-            let why = "a new key would make every card unknown";
-            return Err(missing(crate::ledger::router::PAN_HASH_KEY_FILE, why));
+        let kept = [
+            (
+                SHARDS_FILE,
+                "a new one would count only the configured shards and hide the others",
+            ),
+            (
+                crate::ledger::router::PAN_HASH_KEY_FILE,
+                "a new key would make every card unknown",
+            ),
+        ];
+        for (what, why) in kept {
+            if dirs > 0 && !data_dir.join(what).exists() {
+                let path = data_dir.clone();
+                return Err(StartError::Missing {
+                    path,
+                    what,
+                    dirs,
+                    why,
+                });
+            }
         }
         let shard_count = fixed_shard_count(data_dir, config.shard_count())?;
         let hasher = PanHasher::load_or_create(data_dir).map_err(io)?;
