@@ -210,7 +210,7 @@ pub async fn serve_reporting(
     *ledger_slot.write() = Some(ledger.clone());
     let admin = crate::admin::AdminState::new(ledger.clone(), &config, token);
     if demo {
-        crate::admin::demo::create(&admin, &config, iso_listener.local_addr().ok()).await;
+        crate::admin::demo::create(&admin, &config, iso_listener.local_addr().ok(), &source).await;
     }
     let bound = Bound {
         iso: local_addr(&iso_listener, "ISO 8583")?,

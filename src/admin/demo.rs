@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use super::routes::{create_card_inner, CreateCardBody};
 use super::AdminState;
+use crate::app::{TokenSource, ADMIN_TOKEN_ENV};
 use crate::config::Config;
 use crate::domain::{CardholderStatus, Currency};
 use crate::ledger::{Command, Outcome};
@@ -16,15 +17,20 @@ pub const DEMO_CARDS: [&str; 3] = ["4242424242424242", "4000056655665556", "5555
 /// What the demo account is funded with, in minor units (USD 10 000.00).
 pub const DEMO_FUNDING_MINOR: i64 = 1_000_000;
 
-pub async fn create(state: &AdminState, config: &Config, iso: Option<SocketAddr>) {
+pub async fn create(
+    state: &AdminState,
+    config: &Config,
+    iso: Option<SocketAddr>,
+    token: &TokenSource,
+) {
     let ledger = &state.inner.ledger;
     let target = iso.unwrap_or(config.server.listen);
     if ledger.route(DEMO_CARDS[0].as_bytes()).is_some() {
-        print_usage(target, config, None);
+        print_usage(target, config, None, token);
         return;
     }
     match create_demo(state).await {
-        Ok(account) => print_usage(target, config, Some(account)),
+        Ok(account) => print_usage(target, config, Some(account), token),
         Err(message) => tracing::error!(message, "cannot create the demo data"),
     }
 }
@@ -76,9 +82,8 @@ async fn create_demo(state: &AdminState) -> Result<String, String> {
     Ok(account.to_string())
 }
 
-fn print_usage(target: SocketAddr, config: &Config, account: Option<String>) {
+fn print_usage(target: SocketAddr, config: &Config, account: Option<String>, token: &TokenSource) {
     let admin = config.admin.listen;
-    let token = config.data_dir.join(crate::app::ADMIN_TOKEN_FILE);
     println!();
     match &account {
         Some(id) => println!("Demo ready: account {id} funded with USD 10000.00, cards:"),
@@ -94,11 +99,56 @@ fn print_usage(target: SocketAddr, config: &Config, account: Option<String>) {
         DEMO_CARDS[0]
     );
     if let Some(id) = account {
-        println!("Then look at the balance (token in {}):", token.display());
-        println!(
-            "  curl -s -H \"Authorization: Bearer $(cat {})\" http://{admin}/v1/accounts/{id}",
-            token.display()
-        );
+        let (place, header) = token_hint(token);
+        println!("Then look at the balance (token {place}):");
+        println!("  curl -s -H \"Authorization: Bearer {header}\" http://{admin}/v1/accounts/{id}");
     }
     println!();
+}
+
+/// Where the admin token is, and how a shell command names it: the hint must follow the
+/// token actually in force (`app::admin_token`), or the printed command answers 401.
+fn token_hint(token: &TokenSource) -> (String, String) {
+    match token {
+        TokenSource::Environment => (
+            format!("in ${ADMIN_TOKEN_ENV}"),
+            format!("${ADMIN_TOKEN_ENV}"),
+        ),
+        TokenSource::Config => (
+            "in the config file's admin.token".to_string(),
+            "<admin.token>".to_string(),
+        ),
+        TokenSource::File(path) => (
+            format!("in {}", path.display()),
+            format!("$(cat {})", path.display()),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_hint_follows_where_the_token_came_from() {
+        assert_eq!(
+            token_hint(&TokenSource::Environment),
+            (
+                "in $AUTHSWITCH_ADMIN_TOKEN".to_string(),
+                "$AUTHSWITCH_ADMIN_TOKEN".to_string()
+            )
+        );
+        assert_eq!(
+            token_hint(&TokenSource::Config).0,
+            "in the config file's admin.token"
+        );
+        let path = std::path::PathBuf::from("/data/admin.token");
+        assert_eq!(
+            token_hint(&TokenSource::File(path)),
+            (
+                "in /data/admin.token".to_string(),
+                "$(cat /data/admin.token)".to_string()
+            )
+        );
+    }
 }
