@@ -329,8 +329,9 @@ pub fn disk_check(
     params: &crate::wal::diskcheck::DiskCheckParams,
     json: Option<&Path>,
 ) -> Result<(), AppError> {
-    let report =
-        crate::wal::diskcheck::run(params).map_err(|error| AppError::Config(error.to_string()))?;
+    stop_disk_check_on_signals();
+    let report = crate::wal::diskcheck::run_until(params, &DISK_CHECK_STOP)
+        .map_err(|error| AppError::Config(error.to_string()))?;
     print!("{}", report.table());
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&report).expect("a report serializes");
@@ -340,6 +341,34 @@ pub fn disk_check(
         })?;
     }
     Ok(())
+}
+
+/// Set by SIGINT or SIGTERM during `disk-check`: the check then removes its files (up to
+/// 4 GiB of them) and ends, where the default action would kill it and leave them behind.
+static DISK_CHECK_STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_disk_check_signal(_: libc::c_int) {
+    // An atomic store is async-signal-safe; nothing else is done here.
+    DISK_CHECK_STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn stop_disk_check_on_signals() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to a static atomic, which is async-signal-safe, and
+        // it stays valid for the life of the process.
+        let previous = unsafe {
+            libc::signal(
+                signal,
+                on_disk_check_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
+        if previous == libc::SIG_ERR {
+            tracing::warn!(
+                signal,
+                "cannot catch the signal; the check's files may stay behind"
+            );
+        }
+    }
 }
 
 /// `authswitch wal dump DIR`.

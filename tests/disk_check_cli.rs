@@ -79,3 +79,41 @@ fn bad_parameters_are_refused_with_the_reason() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("duration must be"));
 }
+
+/// SIGTERM (or SIGINT) mid-check: the check ends with a failing status and the reason, and
+/// removes its files (they can take gigabytes) instead of dying with them in place.
+#[test]
+fn a_signal_mid_check_removes_the_files() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_authswitch"))
+            .args(["disk-check", "--dir", data.to_str().unwrap()])
+            .args(["--rate", "200", "--streams", "2", "--duration", "60"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Bounded wait for both files to exist (the streams then run for a minute).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::fs::read_dir(&data).map_or(0, |d| d.count()) < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no check files appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success(), "signal {signal}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("interrupted before the end"), "{stderr}");
+        assert_eq!(
+            std::fs::read_dir(&data).unwrap().count(),
+            0,
+            "signal {signal}"
+        );
+    }
+}

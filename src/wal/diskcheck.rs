@@ -12,12 +12,14 @@
 //!
 //! Bounded: each stream commits `rate / streams * duration` records, at most
 //! [`BATCH_RECORDS_MAX`] a sync; a disk that cannot keep up is given until
-//! [`overrun_limit`] and reported as fallen behind. The files are removed at the end.
+//! [`overrun_limit`] and reported as fallen behind. The files are removed at the end, and
+//! also when a stop is asked for ([`run_until`]; the command line asks on SIGINT and SIGTERM),
+//! which ends the zero fill and the streams within a sync and reports nothing.
 
 use std::fs;
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -60,6 +62,8 @@ pub enum DiskCheckError {
     Invalid(String),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("interrupted before the end; the check's files were removed")]
+    Interrupted,
 }
 
 /// Quantiles in microseconds.
@@ -187,7 +191,7 @@ fn stream(
     rate: u64,
     record_bytes: u32,
     limit: Duration,
-    start: &Barrier,
+    (start, stop): (&Barrier, &AtomicBool),
 ) -> io::Result<StreamResult> {
     // Not zeros: a disk or host that skips zero pages would flatter the check.
     let batch_bytes = (BATCH_RECORDS_MAX * u64::from(record_bytes)) as usize;
@@ -199,7 +203,7 @@ fn stream(
     let mut fell_behind = false;
     // Bounded: each pass commits at least one record or sleeps until the next arrives, and
     // the loop ends at `records` or at the overrun limit.
-    while committed < records {
+    while committed < records && !stop.load(Ordering::Relaxed) {
         let elapsed = t0.elapsed();
         if elapsed > limit {
             fell_behind = true;
@@ -207,7 +211,9 @@ fn stream(
         }
         let arrived = due(elapsed, rate, records);
         if arrived == committed {
-            std::thread::sleep(arrival(rate, committed).saturating_sub(elapsed));
+            // At most 100 ms at a time, so that a stop is seen soon at the lowest rates.
+            let next = arrival(rate, committed).saturating_sub(elapsed);
+            std::thread::sleep(next.min(Duration::from_millis(100)));
             continue;
         }
         let n = (arrived - committed).min(BATCH_RECORDS_MAX);
@@ -255,6 +261,16 @@ impl Drop for Cleanup {
 /// process, so that two checks in one directory keep apart), runs the streams together,
 /// removes the files, and reports.
 pub fn run(params: &DiskCheckParams) -> Result<DiskCheckReport, DiskCheckError> {
+    static NEVER: AtomicBool = AtomicBool::new(false);
+    run_until(params, &NEVER)
+}
+
+/// `run`, ended early with [`DiskCheckError::Interrupted`] (its files removed) once `stop` is
+/// set: by a signal handler on the command line.
+pub fn run_until(
+    params: &DiskCheckParams,
+    stop: &'static AtomicBool,
+) -> Result<DiskCheckReport, DiskCheckError> {
     let (records, per_stream) = plan(params)?;
     fs::create_dir_all(&params.dir).map_err(|source| DiskCheckError::Io {
         path: params.dir.clone(),
@@ -268,7 +284,6 @@ pub fn run(params: &DiskCheckParams) -> Result<DiskCheckReport, DiskCheckError> 
     );
     // Every file is made and opened before any stream starts: a stream cannot fail before
     // the start the others wait for.
-    let stopping = AtomicBool::new(false);
     let bytes = stream_bytes(records, params.record_bytes);
     let mut files = Vec::with_capacity(cleanup.0.len());
     for path in &cleanup.0 {
@@ -276,8 +291,9 @@ pub fn run(params: &DiskCheckParams) -> Result<DiskCheckReport, DiskCheckError> 
             path: path.clone(),
             source,
         };
-        let prepared = zero_fill(path, bytes, &stopping, true).map_err(io_err)?;
-        debug_assert!(prepared, "nothing stops the check's zero fill");
+        if !zero_fill(path, bytes, stop, true).map_err(io_err)? {
+            return Err(DiskCheckError::Interrupted);
+        }
         files.push(RealFile::open_padded(path).map_err(io_err)?);
     }
     let start = Arc::new(Barrier::new(files.len()));
@@ -288,7 +304,14 @@ pub fn run(params: &DiskCheckParams) -> Result<DiskCheckReport, DiskCheckError> 
         .map(|file| {
             let start = start.clone();
             std::thread::spawn(move || {
-                stream(file, records, per_stream, record_bytes, limit, &start)
+                stream(
+                    file,
+                    records,
+                    per_stream,
+                    record_bytes,
+                    limit,
+                    (&start, stop),
+                )
             })
         })
         .collect();
@@ -313,6 +336,9 @@ pub fn run(params: &DiskCheckParams) -> Result<DiskCheckReport, DiskCheckError> 
         elapsed = elapsed.max(r.elapsed);
     }
     drop(cleanup);
+    if stop.load(Ordering::Relaxed) {
+        return Err(DiskCheckError::Interrupted);
+    }
     let elapsed_s = elapsed.as_secs_f64().max(1e-9);
     Ok(DiskCheckReport {
         dir: params.dir.clone(),
