@@ -87,7 +87,7 @@ fn a_signal_mid_check_removes_the_files() {
     for signal in [libc::SIGTERM, libc::SIGINT] {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_authswitch"))
+        let child = Command::new(env!("CARGO_BIN_EXE_authswitch"))
             .args(["disk-check", "--dir", data.to_str().unwrap()])
             .args(["--rate", "200", "--streams", "2", "--duration", "60"])
             .stdout(std::process::Stdio::piped())
